@@ -1,0 +1,99 @@
+//! The command line: `cargo xtask <command>`, with the pipeline's steps listed in the help.
+
+use clap::builder::PossibleValue;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::steps::STEPS;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "shipshape: the pipeline, deploys and operations for the service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the CI pipeline (the steps below), exactly as GitHub Actions does.
+    Ci(CiArgs),
+    /// Run the tests (no coverage) against a throwaway PostgreSQL; arguments go to the test runner.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Start a throwaway PostgreSQL, print its DATABASE_URL, and remove it on Ctrl-C.
+    Postgres,
+    /// Write .github/workflows/ci.yml from its model in xtask/src/workflows.rs.
+    Workflows {
+        /// Fail if the committed file differs from the generated one instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Install the cargo tools the pipeline needs (skipping those already installed).
+    Setup,
+    /// Ship the service (no deploy target is configured yet).
+    Deploy,
+}
+
+#[derive(Args, Debug, Default)]
+pub(crate) struct CiArgs {
+    /// Run every selected step even after a failure, then report all failures.
+    #[arg(long)]
+    pub(crate) keep_going: bool,
+    /// Leave out this step (repeatable).
+    #[arg(long, value_name = "STEP", value_parser = step_names())]
+    pub(crate) skip: Vec<String>,
+    /// Run only this step (repeatable).
+    #[arg(long, value_name = "STEP", value_parser = step_names(), conflicts_with = "skip")]
+    pub(crate) only: Vec<String>,
+}
+
+fn step_names() -> clap::builder::PossibleValuesParser {
+    STEPS.iter().map(|step| PossibleValue::new(step.name).help(step.about)).collect::<Vec<_>>().into()
+}
+
+/// One line per step, for `cargo xtask --help` and `cargo xtask ci --help`.
+pub(crate) fn steps_help() -> String {
+    let width = STEPS.iter().map(|step| step.name.len()).max().unwrap_or(0);
+    let lines: Vec<String> =
+        STEPS.iter().map(|step| format!("  {:width$}  {}", step.name, step.about)).collect();
+    format!("Pipeline steps, in order:\n{}", lines.join("\n"))
+}
+
+pub(crate) fn parse() -> Command {
+    let command = Cli::command().after_help(steps_help()).mut_subcommand("ci", |ci| ci.after_help(steps_help()));
+    let matches = command.get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.command,
+        Err(error) => error.exit(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_every_step_on_its_own_line() {
+        let help = steps_help();
+        for step in STEPS {
+            assert!(help.lines().any(|line| line.trim_start().starts_with(step.name) && line.contains(step.about)));
+        }
+    }
+
+    #[test]
+    fn unknown_step_is_refused() {
+        let result = Cli::try_parse_from(["xtask", "ci", "--only", "lint"]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn only_and_skip_cannot_be_combined() {
+        assert!(Cli::try_parse_from(["xtask", "ci", "--only", "fmt", "--skip", "test"]).is_err());
+    }
+}
