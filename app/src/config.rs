@@ -23,8 +23,8 @@ impl Config {
         let listen_addr = listen_addr
             .parse()
             .with_context(|| format!("LISTEN_ADDR={listen_addr:?} is not a socket address; use e.g. 127.0.0.1:8000"))?;
-        let database_url = lookup("DATABASE_URL")
-            .context("DATABASE_URL is not set; use e.g. postgres://user@localhost/app")?;
+        let database_url =
+            lookup("DATABASE_URL").context("DATABASE_URL is not set; use e.g. postgres://user@localhost/app")?;
         Ok(Self { listen_addr, database_url })
     }
 }

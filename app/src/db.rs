@@ -13,8 +13,5 @@ pub fn migrator() -> Migrator {
 
 /// Opens a pool lazily: the service starts even while the database is down, and `/readyz` says so.
 pub fn pool(database_url: &str) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(10)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(database_url)
+    PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(5)).connect_lazy(database_url)
 }

@@ -18,7 +18,9 @@ pub(crate) fn run(sh: &Shell, cargo: &str) -> Result<()> {
         Ok(source) if !source.trim().is_empty() => {
             let db = install_offline(Utf8Path::new(&source))?;
             println!("advisories: OFFLINE, from {source}: {}", describe(&db)?);
-            cmd!(sh, "{cargo} deny --locked check --disable-fetch").run()?;
+            // --offline also keeps cargo metadata offline, which needs every platform's crates on disk.
+            cmd!(sh, "{cargo} fetch --locked").run()?;
+            cmd!(sh, "{cargo} deny --locked --offline check").run()?;
         }
         _ => {
             println!(
@@ -43,14 +45,20 @@ fn db_root() -> Result<Utf8PathBuf> {
 /// Clones `source` (a bundle file or a repository) to where cargo-deny reads it, replacing what was there.
 fn install_offline(source: &Utf8Path) -> Result<Utf8PathBuf> {
     if !source.exists() {
-        bail!("{ADVISORY_DB_VAR}={source} does not exist: point it at a clone or git bundle of the RustSec advisory-db");
+        bail!(
+            "{ADVISORY_DB_VAR}={source} does not exist: point it at a clone or git bundle of the RustSec advisory-db"
+        );
     }
     let root = db_root()?;
     std::fs::create_dir_all(&root).with_context(|| format!("creating {root}"))?;
     let db = root.join(DB_DIR_NAME);
     let staging = root.join(format!("{DB_DIR_NAME}.incoming"));
     let _ = std::fs::remove_dir_all(&staging);
-    let status = Command::new("git").args(["clone", "--quiet"]).arg(source).arg(&staging).status()?;
+    let status = Command::new("git")
+        .args(["-c", "init.defaultBranch=main", "clone", "--quiet"])
+        .arg(source)
+        .arg(&staging)
+        .status()?;
     if !status.success() {
         bail!("{ADVISORY_DB_VAR}={source}: `git clone` failed; it must be a git bundle or repository");
     }

@@ -55,8 +55,7 @@ fn step_names() -> clap::builder::PossibleValuesParser {
 /// One line per step, for `cargo xtask --help` and `cargo xtask ci --help`.
 pub(crate) fn steps_help() -> String {
     let width = STEPS.iter().map(|step| step.name.len()).max().unwrap_or(0);
-    let lines: Vec<String> =
-        STEPS.iter().map(|step| format!("  {:width$}  {}", step.name, step.about)).collect();
+    let lines: Vec<String> = STEPS.iter().map(|step| format!("  {:width$}  {}", step.name, step.about)).collect();
     format!("Pipeline steps, in order:\n{}", lines.join("\n"))
 }
 

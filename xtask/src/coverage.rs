@@ -19,6 +19,7 @@ pub(crate) fn dir() -> Utf8PathBuf {
 pub(crate) fn write_reports(sh: &Shell, cargo: &str, out: &Utf8Path) -> Result<()> {
     let lcov = out.join("lcov.info");
     let summary = out.join("summary.json");
+    std::fs::create_dir_all(out).with_context(|| format!("creating {out}"))?;
     cmd!(sh, "{cargo} llvm-cov report --lcov --output-path {lcov}").run()?;
     cmd!(sh, "{cargo} llvm-cov report --html --output-dir {out}").run()?;
     cmd!(sh, "{cargo} llvm-cov report --json --summary-only --output-path {summary}").run()?;

@@ -14,7 +14,7 @@ pub(crate) struct Annotation {
 }
 
 /// Runs `expression`, handing each line of its stdout to `on_line`; true when it exited 0.
-pub(crate) fn stream(expression: duct::Expression, mut on_line: impl FnMut(&str)) -> Result<bool> {
+pub(crate) fn stream(expression: &duct::Expression, mut on_line: impl FnMut(&str)) -> Result<bool> {
     let reader = expression.unchecked().reader().context("starting the command")?;
     let mut lines = BufReader::new(&reader);
     let mut line = String::new();
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn streams_lines_and_reports_the_exit_status() {
         let mut seen = Vec::new();
-        let ok = stream(duct::cmd!("sh", "-c", "echo one; echo two; exit 3"), |line| seen.push(line.to_owned()))
+        let ok = stream(&duct::cmd!("sh", "-c", "echo one; echo two; exit 3"), |line| seen.push(line.to_owned()))
             .expect("sh runs");
         assert!(!ok);
         assert_eq!(seen, ["one", "two"]);

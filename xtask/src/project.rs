@@ -2,9 +2,13 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// The workspace root (the xtask lives one level below it).
-pub(crate) fn root() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits inside the workspace")
+/// The workspace root: the xtask's parent directory, or `XTASK_WORKSPACE` to work on another
+/// checkout (the xtask's own tests point it at scratch workspaces).
+pub(crate) fn root() -> Utf8PathBuf {
+    match std::env::var("XTASK_WORKSPACE") {
+        Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
+        _ => Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits inside the workspace").to_owned(),
+    }
 }
 
 /// `target/` of the workspace, honouring `CARGO_TARGET_DIR`.

@@ -78,7 +78,11 @@ impl Report {
                 println!("✘ {} FAILED ({seconds:.1} s): {error:#}", result.name);
                 println!("  hint: {hint}");
                 if self.github {
-                    println!("::error title={}::{}", escape_property(&format!("step {}", result.name)), escape_data(hint));
+                    println!(
+                        "::error title={}::{}",
+                        escape_property(&format!("step {}", result.name)),
+                        escape_data(hint)
+                    );
                 }
             }
         }

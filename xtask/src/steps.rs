@@ -117,7 +117,7 @@ fn fmt(ctx: &mut Context) -> Result<()> {
 fn clippy(ctx: &mut Context) -> Result<()> {
     let args = ["clippy", "--workspace", "--all-targets", "--locked", "--message-format=json", "--", "-D", "warnings"];
     let report = &mut ctx.report;
-    let ok = diagnostics::stream(duct::cmd(&ctx.cargo, args).dir(project::root()), |line| {
+    let ok = diagnostics::stream(&duct::cmd(&ctx.cargo, args).dir(project::root()), |line| {
         match diagnostics::compiler_message(line) {
             Some(message) => {
                 print!("{}", message.rendered);
@@ -159,13 +159,11 @@ fn runner_args(coverage: bool, extra: &[String], threads: usize) -> Vec<String> 
 /// Runs the test command, streaming its output and annotating panics; true when every test passed.
 fn run_tests(ctx: &mut Context, args: Vec<String>) -> Result<bool> {
     let database = ctx.database.as_ref().context("the test step runs with a database")?;
-    let expression = duct::cmd(&ctx.cargo, args)
-        .dir(project::root())
-        .env("DATABASE_URL", &database.url)
-        .stderr_to_stdout();
+    let expression =
+        duct::cmd(&ctx.cargo, args).dir(project::root()).env("DATABASE_URL", &database.url).stderr_to_stdout();
     let mut panics = diagnostics::Panics::default();
     let report = &mut ctx.report;
-    let ok = diagnostics::stream(expression, |line| {
+    let ok = diagnostics::stream(&expression, |line| {
         println!("{line}");
         if let Some(annotation) = panics.feed(line) {
             report.annotate(&annotation);

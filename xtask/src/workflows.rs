@@ -128,7 +128,12 @@ fn ci_job() -> Job {
     };
     let env = if needs_postgres { BTreeMap::from([("DATABASE_URL", SERVICE_DATABASE_URL)]) } else { BTreeMap::new() };
     let cache = BTreeMap::from([
-        ("path", Value::from("~/.cargo/bin/\n~/.cargo/registry/index/\n~/.cargo/registry/cache/\n~/.cargo/git/db/\ntarget/\n")),
+        (
+            "path",
+            Value::from(
+                "~/.cargo/bin/\n~/.cargo/registry/index/\n~/.cargo/registry/cache/\n~/.cargo/git/db/\ntarget/\n",
+            ),
+        ),
         ("key", Value::from("cargo-${{ runner.os }}-${{ hashFiles('rust-toolchain.toml', 'Cargo.lock') }}")),
         ("restore-keys", Value::from("cargo-${{ runner.os }}-")),
     ]);
@@ -196,7 +201,8 @@ pub(crate) fn render() -> Result<String> {
     for line in yaml.lines() {
         out.push_str(line);
         // serde drops comments, so the version note is added to the emitted line.
-        if let Some(pin) = pins::ACTIONS.iter().find(|pin| line.trim_end().ends_with(&format!("uses: {}", pin.reference())))
+        if let Some(pin) =
+            pins::ACTIONS.iter().find(|pin| line.trim_end().ends_with(&format!("uses: {}", pin.reference())))
         {
             out.push_str(" # ");
             out.push_str(pin.version);
@@ -222,10 +228,11 @@ pub(crate) fn run(check: bool) -> Result<()> {
     }
     let actual = std::fs::read_to_string(&path).unwrap_or_default();
     if actual != expected {
-        let line = actual.lines().zip(expected.lines()).position(|(a, e)| a != e).map_or_else(
-            || actual.lines().count().min(expected.lines().count()) + 1,
-            |index| index + 1,
-        );
+        let line = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .map_or_else(|| actual.lines().count().min(expected.lines().count()) + 1, |index| index + 1);
         bail!(
             "{path} is stale or was edited by hand (first difference at line {line}): run `cargo xtask workflows` and commit"
         );
@@ -308,7 +315,8 @@ mod tests {
         assert!(ci["services"]["postgres"]["image"].as_str().expect("image").contains("@sha256:"));
         assert!(ci["services"]["postgres"]["options"].as_str().expect("options").contains("pg_isready"));
         assert_eq!(ci["env"]["DATABASE_URL"], Value::from(SERVICE_DATABASE_URL));
-        let runs: Vec<&str> = ci["steps"].as_sequence().expect("steps").iter().filter_map(|s| s["run"].as_str()).collect();
+        let runs: Vec<&str> =
+            ci["steps"].as_sequence().expect("steps").iter().filter_map(|s| s["run"].as_str()).collect();
         assert!(runs.contains(&"cargo xtask ci"));
     }
 
@@ -322,7 +330,7 @@ mod tests {
         assert!(deploy["if"].as_str().expect("condition").contains("refs/heads/main"));
         let steps = deploy["steps"].as_sequence().expect("steps");
         assert!(steps.iter().all(|step| !step["uses"].as_str().unwrap_or("").starts_with("actions/cache")));
-        assert!(steps.iter().any(|step| step["run"] == Value::from("cargo xtask deploy")));
+        assert!(steps.iter().any(|step| step["run"] == "cargo xtask deploy"));
     }
 
     #[test]

@@ -8,8 +8,5 @@ use crate::health;
 
 /// The public router.
 pub fn router(pool: PgPool) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .with_state(pool)
+    Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(pool)
 }

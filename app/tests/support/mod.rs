@@ -43,7 +43,8 @@ impl TestDb {
         let schema = format!("{SCHEMA_PREFIX}{pid}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
         keeper.execute(format!(r#"CREATE SCHEMA "{schema}""#).as_str()).await.expect("creating the test schema");
 
-        let options = PgConnectOptions::from_str(&url).expect("DATABASE_URL parses").options([("search_path", &schema)]);
+        let options =
+            PgConnectOptions::from_str(&url).expect("DATABASE_URL parses").options([("search_path", &schema)]);
         let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect_with(options).await.expect("test pool");
         let mut migrator = app::db::migrator();
         // Parallel tests migrate different schemas; the database-wide migration lock would serialise them.

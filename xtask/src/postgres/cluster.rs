@@ -75,7 +75,7 @@ fn versioned(parent: &str, prefix: &str) -> Vec<Utf8PathBuf> {
             Some((major, Utf8Path::new(parent).join(&name).join("bin")))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
     found.into_iter().map(|(_, dir)| dir).collect()
 }
 
@@ -181,7 +181,7 @@ pub(super) fn start(binaries: &Binaries) -> Result<Database> {
     let child = postgres.spawn().with_context(|| format!("starting {}", binaries.path("postgres")))?;
     let pid = child.id();
     let stop_server = cleanup::register({
-        let (launcher, pg_ctl, data) = (launcher.clone(), binaries.path("pg_ctl"), data.clone());
+        let (pg_ctl, data) = (binaries.path("pg_ctl"), data.clone());
         move || stop(&launcher, &pg_ctl, &data, child)
     });
 
@@ -324,10 +324,9 @@ mod tests {
 
     #[test]
     fn versions_are_tried_newest_first() {
-        let root = Utf8PathBuf::from_path_buf(std::env::temp_dir()).expect("utf-8").join(format!(
-            "xtask-versions-{}",
-            std::process::id()
-        ));
+        let root = Utf8PathBuf::from_path_buf(std::env::temp_dir())
+            .expect("utf-8")
+            .join(format!("xtask-versions-{}", std::process::id()));
         for version in ["9.6", "15", "16"] {
             fs::create_dir_all(root.join(version).join("bin")).expect("scratch dir");
         }

@@ -36,7 +36,11 @@ pub(super) fn start() -> Result<Database> {
     let remove = cleanup::register({
         let name = name.clone();
         move || {
-            let _ = Command::new("docker").args(["rm", "--force", &name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = Command::new("docker")
+                .args(["rm", "--force", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     });
     let published = docker(&["port", &name, "5432/tcp"])?;
@@ -46,7 +50,9 @@ pub(super) fn start() -> Result<Database> {
         .find_map(|line| line.rsplit_once(':')?.1.trim().parse().ok())
         .with_context(|| format!("reading the published port from `docker port`: {published:?}"))?;
     let deadline = Instant::now() + READY_TIMEOUT;
-    while !docker(&["exec", &name, "pg_isready", "--quiet", "--username=postgres", "--host=127.0.0.1"])?.status.success()
+    while !docker(&["exec", &name, "pg_isready", "--quiet", "--username=postgres", "--host=127.0.0.1"])?
+        .status
+        .success()
     {
         if Instant::now() > deadline {
             bail!("the postgres container {name} was not ready after {READY_TIMEOUT:?}");
