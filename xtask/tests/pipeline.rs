@@ -19,7 +19,7 @@ impl Scratch {
         // `[workspace]` keeps cargo from looking for an enclosing workspace.
         scratch.write(
             "Cargo.toml",
-            "[package]\nname = \"scratch\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\n[workspace]\n",
+            "[package]\nname = \"scratch\"\nversion = \"0.0.0\"\nedition = \"2024\"\nlicense = \"MIT\"\npublish = false\n\n[workspace]\n",
         );
         scratch.write("src/lib.rs", FORMATTED);
         scratch.write("Cargo.lock", "version = 4\n\n[[package]]\nname = \"scratch\"\nversion = \"0.0.0\"\n");
@@ -223,4 +223,69 @@ fn an_unreadable_advisory_database_fails_the_audit_loudly() {
         .expect("xtask runs"));
     assert!(!run.succeeded());
     assert!(run.text().contains("ADVISORY_DB=") && run.text().contains("does not exist"), "{}", run.text());
+}
+
+/// A one-advisory RustSec database as a git repository, for auditing without network access.
+fn advisory_db(dir: &Path) {
+    let advisory = dir.join("crates/left-pad-rs/RUSTSEC-2099-0001.md");
+    std::fs::create_dir_all(advisory.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &advisory,
+        "```toml\n[advisory]\nid = \"RUSTSEC-2099-0001\"\npackage = \"left-pad-rs\"\ndate = \"2099-01-01\"\n\n[versions]\npatched = []\n```\n\n# An advisory for a crate nobody uses\n\nIt exists so the database is not empty.\n",
+    )
+    .expect("advisory");
+    for args in [
+        &["init", "--quiet", "--initial-branch=main"][..],
+        &["add", "."],
+        &["-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "--quiet", "-m", "db"],
+    ] {
+        assert!(Command::new("git").args(args).current_dir(dir).status().expect("git").success());
+    }
+}
+
+#[test]
+fn the_audit_reads_an_offline_advisory_database() {
+    let scratch = Scratch::new("audit-offline");
+    scratch.write(
+        "deny.toml",
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deny.toml")).expect("deny.toml"),
+    );
+    let db = scratch.dir.join("advisory-db");
+    advisory_db(&db);
+    // Its own CARGO_HOME, so the database lands in the scratch directory, not the user's.
+    let run = Run(scratch
+        .command(&["ci", "--only", "audit"])
+        .env("ADVISORY_DB", &db)
+        .env("CARGO_HOME", scratch.dir.join("cargo-home"))
+        .output()
+        .expect("xtask runs"));
+    assert!(run.succeeded(), "{}", run.text());
+    assert!(run.text().contains("advisories: OFFLINE") && run.text().contains("1 advisories"), "{}", run.text());
+    assert!(scratch.dir.join("cargo-home/advisory-dbs/advisory-db-3157b0e258782691/crates").is_dir());
+}
+
+#[test]
+fn a_directory_that_is_not_an_advisory_database_is_refused() {
+    let scratch = Scratch::new("audit-bogus");
+    let bogus = scratch.dir.join("bogus");
+    std::fs::create_dir_all(&bogus).expect("mkdir");
+    std::fs::write(bogus.join("README"), "not a database").expect("write");
+    assert!(Command::new("git").args(["init", "--quiet"]).current_dir(&bogus).status().expect("git").success());
+    assert!(Command::new("git").args(["add", "."]).current_dir(&bogus).status().expect("git").success());
+    assert!(
+        Command::new("git")
+            .args(["-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "--quiet", "-m", "x"])
+            .current_dir(&bogus)
+            .status()
+            .expect("git")
+            .success()
+    );
+    let run = Run(scratch
+        .command(&["ci", "--only", "audit"])
+        .env("ADVISORY_DB", &bogus)
+        .env("CARGO_HOME", scratch.dir.join("cargo-home"))
+        .output()
+        .expect("xtask runs"));
+    assert!(!run.succeeded());
+    assert!(run.text().contains("not the RustSec advisory-db"), "{}", run.text());
 }
