@@ -1,4 +1,5 @@
-//! `/healthz` (the process is alive, no I/O) and `/readyz` (it can serve: the database answers).
+//! `/healthz` (the process is alive, no I/O) and `/readyz` (it can take traffic: not draining, and
+//! the database answers within a short timeout).
 
 use std::time::Duration;
 
@@ -6,7 +7,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
+
+use crate::state::AppState;
+
+/// Paths that orchestrators probe over plain HTTP, by IP: exempt from the host check and the redirect.
+pub const PROBE_PATHS: &[&str] = &["/healthz", "/readyz"];
 
 /// How long `/readyz` waits for the database before calling it down.
 const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -15,22 +20,25 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(pool): State<PgPool>) -> (StatusCode, Json<Value>) {
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool);
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.is_draining() {
+        return not_ready("draining", "the service is shutting down");
+    }
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     match tokio::time::timeout(DB_PING_TIMEOUT, ping).await {
         Ok(Ok(_)) => (StatusCode::OK, Json(json!({ "status": "ready", "checks": { "database": "ok" } }))),
         Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: database ping failed");
-            not_ready("database")
+            tracing::warn!(error = %error, "readiness: the database ping failed");
+            not_ready("database", "the database did not answer")
         }
         Err(_) => {
-            tracing::warn!(timeout = ?DB_PING_TIMEOUT, "readiness: database ping timed out");
-            not_ready("database")
+            tracing::warn!(timeout_ms = DB_PING_TIMEOUT.as_millis(), "readiness: the database ping timed out");
+            not_ready("database", "the database did not answer in time")
         }
     }
 }
 
-fn not_ready(check: &str) -> (StatusCode, Json<Value>) {
-    let body = json!({ "status": "unavailable", "checks": { check: "failed" } });
+fn not_ready(check: &str, message: &str) -> (StatusCode, Json<Value>) {
+    let body = json!({ "status": "unavailable", "failed": check, "message": message, "checks": { check: "failed" } });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }

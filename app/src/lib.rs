@@ -1,7 +1,13 @@
-//! The hardened service that shipshape ships.
+//! The hardened service that shipshape ships: configuration, checks, HTTP layers, health, telemetry.
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod healthcheck;
 pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod telemetry;

@@ -1,10 +1,17 @@
-//! `app serve | migrate`: wiring only; the logic lives in the library.
+//! `app serve | migrate | check [--deploy] | healthcheck`: the same binary in every environment.
+//! Wiring only; the work lives in the library.
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use app::checks::{self, Report};
+use app::config::Config;
+use app::state::AppState;
+use app::{db, healthcheck, server, telemetry};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(version, about = "The service shipshape ships")]
+#[command(version, about = "The service shipshape ships. Configured by environment variables: see deploy/env.example.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -12,26 +19,91 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve HTTP on LISTEN_ADDR.
+    /// Serve HTTP on LISTEN_ADDR and metrics on METRICS_ADDR until SIGTERM/SIGINT.
     Serve,
-    /// Apply pending database migrations and exit.
+    /// Apply pending database migrations, then exit.
     Migrate,
+    /// Validate the configuration; with --deploy, run the deployment checks too.
+    Check {
+        /// Django's deployment checks (security.W001 …): exit 1 on any error or unsilenced warning.
+        #[arg(long)]
+        deploy: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Probe the local server's /healthz (for a container HEALTHCHECK); exit 0 when healthy.
+    Healthcheck,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let config = app::config::Config::from_env()?;
-    let pool = app::db::pool(&config.database_url)?;
-    match Cli::parse().command {
-        Command::Migrate => app::db::migrator().run(&pool).await.context("migrating the database")?,
-        Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(config.listen_addr)
-                .await
-                .with_context(|| format!("binding LISTEN_ADDR={}", config.listen_addr))?;
-            tracing::info!(addr = %config.listen_addr, "listening");
-            axum::serve(listener, app::http::router(pool)).await?;
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
         }
     }
-    Ok(())
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check { deploy, format } => {
+            if !deploy {
+                println!("the configuration is valid ({} environment)", config.environment.as_str());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = Report::new(&config, checks::probe(&config).await?);
+            match format {
+                Format::Text => print!("{}", report.to_text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Healthcheck => match healthcheck::probe(&config).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(error) => {
+                eprintln!("unhealthy: {error:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Migrate => {
+            telemetry::init(&config)?;
+            let pool = db::pool(&config.database)?;
+            db::migrator().run(&pool).await.context("migrating the database")?;
+            tracing::info!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            telemetry::init(&config)?;
+            if config.environment.is_deployed() {
+                // A deployed service refuses to run with a configuration `check --deploy` fails.
+                let report = Report::new(&config, checks::probe(&config).await?);
+                if !report.passed() {
+                    eprint!("refusing to start in {}:\n{}", config.environment.as_str(), report.to_text());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            let pool = db::pool(&config.database)?;
+            if config.database.migrate_on_start {
+                db::migrator().run(&pool).await.context("migrating the database (MIGRATE_ON_START)")?;
+            }
+            server::run(AppState::new(config, pool)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -11,6 +11,9 @@ type Action = Box<dyn FnOnce() + Send>;
 
 static ACTIONS: Mutex<Vec<(u64, Action)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// Held while actions run, so that a thread finding nothing left to do still waits until the clean-up
+/// another thread started is complete (the process must not exit half-way through it).
+static RUNNING: Mutex<()> = Mutex::new(());
 
 /// A pending clean-up; runs when dropped, unless a signal ran it first.
 #[must_use = "the clean-up runs when this is dropped"]
@@ -31,6 +34,7 @@ pub(crate) fn register(action: impl FnOnce() + Send + 'static) -> Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let _running = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let action = {
             let mut actions = lock();
             actions.iter().position(|(id, _)| *id == self.0).map(|index| actions.remove(index).1)
@@ -48,6 +52,7 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<(u64, Action)>> {
 
 /// Runs every pending action, newest first.
 pub(crate) fn run_all() {
+    let _running = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let actions = std::mem::take(&mut *lock());
     for (_, action) in actions.into_iter().rev() {
         action();
@@ -89,5 +94,21 @@ mod tests {
         drop(guard);
         run_all();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_second_run_all_waits_until_the_first_has_finished() {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let _guard = register(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+        });
+        // As on Ctrl-C: the signal thread starts cleaning up while the main thread is on its way out.
+        let signal_thread = std::thread::spawn(run_all);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        run_all();
+        assert!(done.load(Ordering::SeqCst), "returned while the clean-up was still running");
+        signal_thread.join().expect("no panic");
     }
 }

@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
+    /// Run the service locally: a throwaway PostgreSQL, migrations, `app serve`; Ctrl-C stops all.
+    Dev,
     /// Run the CI pipeline (the steps below), exactly as GitHub Actions does.
     Ci(CiArgs),
     /// Run the tests (no coverage) against a throwaway PostgreSQL; arguments go to the test runner.

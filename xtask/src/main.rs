@@ -7,6 +7,7 @@ mod cleanup;
 mod cli;
 mod coverage;
 mod deploy;
+mod dev;
 mod diagnostics;
 mod pins;
 mod postgres;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli::parse() {
         Command::Ci(args) => ci::run(&args),
         Command::Test { args } => steps::test_without_coverage(&args),
+        Command::Dev => dev::run(),
         Command::Postgres => postgres::serve_until_interrupted(),
         Command::Workflows { check } => workflows::run(check),
         Command::Setup => tools::setup(),

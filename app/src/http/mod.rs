@@ -1,12 +1,92 @@
-//! Router assembly.
+//! Router assembly: the routes, and the middleware stack in one place, in order.
+
+pub mod access_log;
+pub mod cors;
+pub mod csp_report;
+pub mod csrf;
+pub mod errors;
+pub mod headers;
+pub mod hosts;
+pub mod https;
+pub mod proxy;
+pub mod request_id;
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
-use sqlx::PgPool;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::health;
+use crate::state::AppState;
+use errors::ApiError;
+use headers::SecurityHeaders;
 
-/// The public router.
-pub fn router(pool: PgPool) -> Router {
-    Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(pool)
+/// Routes anyone may call without authenticating.
+fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route(headers::CSP_REPORT_PATH, post(csp_report::receive))
+}
+
+/// Load shedding: past the concurrency cap, answer 503 at once instead of queueing.
+async fn overloaded(_: tower::BoxError) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the service is at capacity; retry shortly")
+            .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The public router: every route behind every layer.
+pub fn router(state: AppState) -> Result<Router, headers::InvalidHeader> {
+    wrap(public_routes(), state)
+}
+
+/// Puts `routes` behind the middleware stack, listed here outermost first.
+pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers::InvalidHeader> {
+    crate::metrics::install();
+    let config = &state.config;
+    let security_headers = Arc::new(SecurityHeaders::from_config(&config.security)?);
+    let stack = ServiceBuilder::new()
+        // The request id first, so that every log line and error body below can carry it.
+        .layer(from_fn(request_id::assign))
+        // Who is asking (IP, scheme, host) through trusted proxies only; used by everything below.
+        .layer(from_fn_with_state(state.clone(), proxy::identify))
+        // Security headers outside every rejection, so 400/404/408/413/500/503 get them too.
+        .layer(from_fn_with_state(security_headers, headers::apply))
+        // One JSON error shape for whatever the layers below refuse.
+        .layer(from_fn(errors::render))
+        // Logged and measured with their final status, rejections included.
+        .layer(from_fn(access_log::record))
+        // A panic becomes a 500, never a dropped connection.
+        .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        // Global: axum applies layers per route, and one semaphore must count them all.
+        .layer(GlobalConcurrencyLimitLayer::new(config.limits.max_concurrent_requests))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.limits.request_timeout))
+        // Unknown hosts never reach the redirect or a handler.
+        .layer(from_fn_with_state(state.clone(), hosts::enforce))
+        .layer(from_fn_with_state(state.clone(), https::redirect))
+        .layer(cors::layer(&config.security.cors_allowed_origins))
+        .layer(from_fn_with_state(state.clone(), csrf::protect))
+        // Innermost because it changes the request body type, which the layers above do not take.
+        .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes));
+    Ok(routes
+        .route_layer(from_fn(access_log::capture_route))
+        // The body limit above is the one that counts.
+        .layer(DefaultBodyLimit::disable())
+        .layer(stack)
+        .with_state(state))
 }

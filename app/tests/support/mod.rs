@@ -4,6 +4,8 @@
 //! The server comes from `DATABASE_URL`, which `cargo xtask test` / `cargo xtask ci` provide.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod service;
+
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,0 +1,33 @@
+//! What every handler and layer can reach: the configuration, the pool, and whether we are draining.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::http::csp_report::ReportBudget;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub csp_reports: Arc<ReportBudget>,
+    draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: PgPool) -> Self {
+        let csp_reports = Arc::new(ReportBudget::new(config.limits.csp_reports_per_minute));
+        Self { config: Arc::new(config), pool, csp_reports, draining: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// From now on `/readyz` answers 503 so that load balancers stop sending traffic here.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

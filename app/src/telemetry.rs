@@ -1,0 +1,270 @@
+//! Logs: one JSON object per line in deployed environments, a readable line in development. Every
+//! line has a UTC `ts`, the level, and the fields of the spans it happened in (so the request's
+//! `request_id`, and `user_id` once known). Redaction happens here, whatever the caller logged:
+//! sensitive field names (authorization, cookie, password, token, secret…) and the values of the
+//! configured secrets are blanked, and CR/LF cannot forge lines.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{Config, LogFormat};
+
+pub const REDACTED: &str = "[redacted]";
+const SENSITIVE: &[&str] =
+    &["authorization", "cookie", "password", "passwd", "secret", "token", "api_key", "apikey", "credential"];
+
+pub type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
+
+/// The fields of an event or span, in the order they were recorded.
+#[derive(Debug, Default)]
+struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    fn set(&mut self, field: &Field, value: Value) {
+        let name = field.name().trim_start_matches("r#").to_owned();
+        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field, Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field, Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.set(field, Value::from(format!("{value:?}")));
+    }
+}
+
+/// Writes each event as one line to `sink`.
+pub struct LogLayer {
+    format: LogFormat,
+    secrets: Vec<String>,
+    sink: Sink,
+}
+
+impl std::fmt::Debug for LogLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLayer")
+            .field("format", &self.format)
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogLayer {
+    pub fn new(format: LogFormat, secrets: Vec<String>, sink: Sink) -> Self {
+        Self { format, secrets, sink }
+    }
+
+    fn redact(&self, key: &str, value: Value) -> Value {
+        let lower = key.to_ascii_lowercase();
+        if SENSITIVE.iter().any(|word| lower.contains(word)) {
+            return Value::from(REDACTED);
+        }
+        match value {
+            Value::String(text) => Value::String(self.redact_text(text)),
+            other => other,
+        }
+    }
+
+    fn redact_text(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+        text
+    }
+
+    fn render(&self, line: &Map<String, Value>) -> String {
+        match self.format {
+            LogFormat::Json => serde_json::to_string(line).unwrap_or_default(),
+            LogFormat::Pretty => {
+                let get = |key: &str| line.get(key).and_then(Value::as_str).unwrap_or_default();
+                let mut out = format!(
+                    "{} {:>5} {}: {}",
+                    get("ts"),
+                    get("level").to_ascii_uppercase(),
+                    get("target"),
+                    get("message")
+                );
+                for (key, value) in
+                    line.iter().filter(|(key, _)| !matches!(key.as_str(), "ts" | "level" | "target" | "message"))
+                {
+                    match value {
+                        Value::String(text) => out.push_str(&format!(" {key}={text}")),
+                        other => out.push_str(&format!(" {key}={other}")),
+                    }
+                }
+                // One event, one line: a value with a line break cannot start a forged entry.
+                out.replace('\r', "\\r").replace('\n', "\\n")
+            }
+        }
+    }
+}
+
+impl<S> Layer<S> for LogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
+        {
+            values.record(fields);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        let mut line = Map::new();
+        let ts = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        line.insert("ts".into(), Value::from(ts));
+        line.insert("level".into(), Value::from(metadata.level().as_str().to_ascii_lowercase()));
+        line.insert("target".into(), Value::from(metadata.target()));
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<Fields>() {
+                    for (key, value) in &fields.0 {
+                        line.insert(key.clone(), self.redact(key, value.clone()));
+                    }
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        for (key, value) in fields.0 {
+            let value = self.redact(&key, value);
+            line.insert(key, value);
+        }
+        let mut text = self.render(&line);
+        text.push('\n');
+        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Logging must never take the service down; a closed stdout just loses lines.
+        let _ = sink.write_all(text.as_bytes());
+        let _ = sink.flush();
+    }
+}
+
+/// The filter from LOG_LEVEL (`info`, `debug,sqlx=warn`, …).
+pub fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
+    EnvFilter::try_new(&config.log_level).map_err(|error| {
+        anyhow::anyhow!(
+            "LOG_LEVEL={:?} is not a log filter ({error}); use e.g. info or debug,sqlx=warn",
+            config.log_level
+        )
+    })
+}
+
+/// Installs the process-wide subscriber writing to stdout.
+pub fn init(config: &Config) -> anyhow::Result<()> {
+    let sink: Sink = Arc::new(Mutex::new(Box::new(std::io::stdout())));
+    let layer = LogLayer::new(config.log_format, config.secret_values(), sink);
+    tracing_subscriber::registry().with(filter(config)?).with(layer).try_init()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(format: LogFormat, log: impl FnOnce()) -> String {
+        let buffer = Buffer::default();
+        let layer =
+            LogLayer::new(format, vec!["sentinel-secret-value".into()], Arc::new(Mutex::new(Box::new(buffer.clone()))));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), log);
+        String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8")
+    }
+
+    #[test]
+    fn json_lines_carry_ts_level_and_span_fields() {
+        let out = capture(LogFormat::Json, || {
+            let span = tracing::info_span!("request", request_id = "abc-123", user_id = tracing::field::Empty);
+            let _entered = span.enter();
+            span.record("user_id", 42);
+            tracing::info!(status = 200, "request");
+        });
+        let line: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+        assert!(line["ts"].as_str().expect("ts").ends_with('Z'));
+        assert_eq!(line["level"], "info");
+        assert_eq!(line["request_id"], "abc-123");
+        assert_eq!(line["user_id"], 42);
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["message"], "request");
+    }
+
+    #[test]
+    fn sensitive_fields_and_secret_values_are_redacted() {
+        let out = capture(LogFormat::Json, || {
+            tracing::warn!(
+                authorization = "Bearer abc",
+                password = "hunter2",
+                session_token = "t0k3n",
+                note = "key is sentinel-secret-value here",
+                "login"
+            );
+        });
+        for leaked in ["Bearer abc", "hunter2", "t0k3n", "sentinel-secret-value"] {
+            assert!(!out.contains(leaked), "{leaked} leaked: {out}");
+        }
+        assert!(out.contains("key is [redacted] here"));
+    }
+
+    #[test]
+    fn line_breaks_cannot_forge_entries() {
+        let forged = "x\r\n{\"level\":\"info\",\"message\":\"admin logged in\"}";
+        let json = capture(LogFormat::Json, || tracing::info!(path = forged, "request"));
+        assert_eq!(json.lines().count(), 1);
+        let pretty = capture(LogFormat::Pretty, || tracing::info!(path = forged, "request"));
+        assert_eq!(pretty.lines().count(), 1, "{pretty}");
+        assert!(pretty.contains("INFO") && pretty.contains("path=x\\r\\n"), "{pretty}");
+    }
+}

@@ -1,0 +1,139 @@
+//! The `app` binary as operators run it: `check --deploy`, configuration errors, `serve` refusing
+//! an unsafe production configuration, `serve` + `healthcheck` + SIGTERM, and `migrate`.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const GOOD_KEY: &str = "Zq8x1Lr4Vt7Yb2Nc5Md9Kf3Hg6Jw0Pa8Se1Ru4Ti7Oy2Uz5Xv9Qm3";
+
+fn binary(vars: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    command
+}
+
+fn production(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut vars = vec![
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", "postgres://app@127.0.0.1:1/app"),
+        ("SECRET_KEY", GOOD_KEY),
+        ("ALLOWED_HOSTS", "app.example.com"),
+        ("SECURE_HSTS_PRELOAD", "true"),
+    ];
+    vars.extend_from_slice(extra);
+    vars
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[test]
+fn check_deploy_passes_a_hardened_production_configuration() {
+    let output = binary(&production(&[]), &["check", "--deploy"]).output().expect("runs");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("0 issue(s)"));
+}
+
+#[test]
+fn check_deploy_fails_on_findings_and_speaks_json() {
+    let output = binary(
+        &production(&[("DEBUG", "true"), ("REFERRER_POLICY", "everywhere")]),
+        &["check", "--deploy", "--format", "json"],
+    )
+    .output()
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let ids: Vec<&str> =
+        report["findings"].as_array().expect("findings").iter().filter_map(|f| f["id"].as_str()).collect();
+    assert_eq!(ids, ["security.W018", "security.E023"]);
+    assert!(report["findings"][0]["hint"].as_str().is_some_and(|hint| !hint.is_empty()));
+}
+
+#[test]
+fn configuration_problems_are_all_listed_with_their_fix() {
+    let output = binary(&[("APP_ENV", "prod"), ("LISTEN_ADDR", "nowhere"), ("MAX_BODY_BYTES", "big")], &["check"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for variable in ["APP_ENV", "LISTEN_ADDR", "MAX_BODY_BYTES", "DATABASE_URL"] {
+        assert!(stderr.contains(&format!("{variable}:")), "{variable} missing:\n{stderr}");
+    }
+    assert!(stderr.matches("(fix: ").count() >= 4, "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_unsafe_production_configuration_naming_every_problem() {
+    let output = binary(&[("APP_ENV", "production"), ("DATABASE_URL", "postgres://app@127.0.0.1:1/app")], &["serve"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to start in production"), "{stderr}");
+    for id in ["security.W009", "security.W020", "security.W021"] {
+        assert!(stderr.contains(id), "{id} missing:\n{stderr}");
+    }
+}
+
+#[test]
+fn serve_answers_healthcheck_and_exits_zero_on_sigterm() {
+    let database = std::env::var("DATABASE_URL").expect("DATABASE_URL (run through `cargo xtask test`)");
+    let (port, metrics_port) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let vars = [
+        ("APP_ENV", "development"),
+        ("DATABASE_URL", database.as_str()),
+        ("MIGRATE_ON_START", "false"),
+        ("LISTEN_ADDR", listen.as_str()),
+        ("METRICS_ADDR", metrics.as_str()),
+        ("LOG_FORMAT", "json"),
+    ];
+    let server = binary(&vars, &["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("serve starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !binary(&vars, &["healthcheck"]).status().expect("healthcheck runs").success() {
+        assert!(Instant::now() < deadline, "the server never became healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill").success());
+    let output = server.wait_with_output().expect("exits");
+    assert!(output.status.success(), "{}", text(&output));
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        logs.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()),
+        "JSON lines only:\n{logs}"
+    );
+    assert!(logs.contains("\"path\":\"/healthz\""), "the healthcheck was logged:\n{logs}");
+    assert!(!binary(&vars, &["healthcheck"]).status().expect("runs").success(), "nothing listens any more");
+}
+
+#[tokio::test]
+async fn migrate_applies_the_migrations() {
+    let db = support::TestDb::new().await;
+    let scratch = format!("{}_cli", db.schema);
+    sqlx::query(&format!(r#"CREATE SCHEMA "{scratch}""#)).execute(&db.pool).await.expect("schema");
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-c%20search_path%3D{scratch}");
+    let output = binary(&[("DATABASE_URL", &url)], &["migrate"]).output().expect("runs");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{scratch}.service_events"))
+        .fetch_one(&db.pool)
+        .await
+        .expect("query");
+    sqlx::query(&format!(r#"DROP SCHEMA "{scratch}" CASCADE"#)).execute(&db.pool).await.expect("drop");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(exists, "the migration ran in the given schema");
+}
