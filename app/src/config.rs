@@ -118,6 +118,9 @@ pub struct Lifecycle {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
+    /// Which release this process is (`APP_RELEASE`), reported by the health endpoints so that a
+    /// deploy can tell the candidate from the old release.
+    pub release: String,
     pub listen_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub database: DatabaseConfig,
@@ -294,6 +297,7 @@ impl Config {
             }),
         };
         let deployed = environment.is_deployed();
+        let release = env.string("APP_RELEASE", env!("CARGO_PKG_VERSION"));
 
         let listen_addr = env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)), "0.0.0.0:8000");
         let metrics_addr = env.parse("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9090)), "127.0.0.1:9090");
@@ -452,6 +456,7 @@ impl Config {
         if env.problems.is_empty() {
             Ok(Self {
                 environment,
+                release,
                 listen_addr,
                 metrics_addr,
                 database,

@@ -16,8 +16,8 @@ pub const PROBE_PATHS: &[&str] = &["/healthz", "/readyz"];
 /// How long `/readyz` waits for the database before calling it down.
 const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "release": state.config.release }))
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -26,7 +26,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     }
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     match tokio::time::timeout(DB_PING_TIMEOUT, ping).await {
-        Ok(Ok(_)) => (StatusCode::OK, Json(json!({ "status": "ready", "checks": { "database": "ok" } }))),
+        Ok(Ok(_)) => {
+            let body = json!({ "status": "ready", "release": state.config.release, "checks": { "database": "ok" } });
+            (StatusCode::OK, Json(body))
+        }
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness: the database ping failed");
             not_ready("database", "the database did not answer")

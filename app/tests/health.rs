@@ -17,6 +17,7 @@ async fn healthz_answers_without_touching_the_database() {
     let reply = send(&router, get("/healthz")).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["status"], "ok");
+    assert_eq!(reply.json()["release"], env!("CARGO_PKG_VERSION"));
 }
 
 #[tokio::test]
@@ -25,6 +26,15 @@ async fn readyz_is_ok_when_the_database_answers() {
     let reply = send(&router_on(db.pool.clone()), get("/readyz")).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json()["checks"]["database"], "ok");
+}
+
+#[tokio::test]
+async fn both_probes_name_the_release() {
+    let db = support::TestDb::new().await;
+    let state = app::state::AppState::new(config(&[("APP_RELEASE", "r42")]), db.pool.clone());
+    let router = app::http::router(state).expect("router");
+    assert_eq!(send(&router, get("/healthz")).await.json()["release"], "r42");
+    assert_eq!(send(&router, get("/readyz")).await.json()["release"], "r42");
 }
 
 #[tokio::test]
