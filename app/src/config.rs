@@ -107,6 +107,49 @@ pub struct Limits {
 }
 
 #[derive(Debug, Clone)]
+pub struct Sessions {
+    /// A session unused for this long is over.
+    pub idle_timeout: Duration,
+    /// A session is over this long after login, however active.
+    pub absolute_timeout: Duration,
+}
+
+/// At most `count` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl FromStr for Limit {
+    type Err = ();
+
+    /// `10/15m`: ten per fifteen minutes.
+    fn from_str(value: &str) -> Result<Self, ()> {
+        let (count, window) = value.split_once('/').ok_or(())?;
+        let count = count.trim().parse().map_err(|_| ())?;
+        let window = parse_duration(window).filter(|window| !window.is_zero()).ok_or(())?;
+        if count == 0 {
+            return Err(());
+        }
+        Ok(Self { count, window })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Shared counters for every replica; in-process counters when unset.
+    pub redis_url: Option<SecretString>,
+    /// Login attempts per account: a short window and the hourly ceiling (ASVS: at most 100 an hour).
+    pub login_per_account: Limit,
+    pub login_per_account_hourly: Limit,
+    pub login_per_ip: Limit,
+    pub signup_per_ip: Limit,
+    /// Authenticated API requests per user (session) or per token.
+    pub api_per_caller: Limit,
+}
+
+#[derive(Debug, Clone)]
 pub struct Lifecycle {
     /// After SIGTERM, how long `/readyz` says 503 while still serving, so balancers stop routing here.
     pub drain_delay: Duration,
@@ -126,6 +169,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub security: SecurityConfig,
     pub limits: Limits,
+    pub sessions: Sessions,
+    pub rate_limits: RateLimits,
     pub lifecycle: Lifecycle,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -432,6 +477,28 @@ impl Config {
                 env.problem(name, "is 0, which would refuse every request", "leave it unset for the default");
             }
         }
+        let sessions = Sessions {
+            idle_timeout: env.duration("SESSION_IDLE_TIMEOUT", Duration::from_secs(30 * 60)),
+            absolute_timeout: env.duration("SESSION_ABSOLUTE_TIMEOUT", Duration::from_secs(12 * 3600)),
+        };
+        let limit = |count: u32, minutes: u64| Limit { count, window: Duration::from_secs(minutes * 60) };
+        let rate_limits = RateLimits {
+            redis_url: env.secret("REDIS_URL"),
+            login_per_account: env.parse("LOGIN_LIMIT_PER_ACCOUNT", limit(10, 15), "10/15m"),
+            login_per_account_hourly: env.parse("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", limit(100, 60), "100/1h"),
+            login_per_ip: env.parse("LOGIN_LIMIT_PER_IP", limit(30, 1), "30/1m"),
+            signup_per_ip: env.parse("SIGNUP_LIMIT_PER_IP", limit(5, 60), "5/1h"),
+            api_per_caller: env.parse("API_LIMIT_PER_CALLER", limit(600, 1), "600/1m"),
+        };
+        if rate_limits.login_per_account_hourly.count > 100
+            && rate_limits.login_per_account_hourly.window <= Duration::from_secs(3600)
+        {
+            env.problem(
+                "LOGIN_LIMIT_PER_ACCOUNT_HOURLY",
+                "allows more than 100 attempts an hour",
+                "keep it at 100/1h or below (ASVS 2.2.1)",
+            );
+        }
         let lifecycle = Lifecycle {
             drain_delay: env.duration("DRAIN_DELAY", if deployed { Duration::from_secs(5) } else { Duration::ZERO }),
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(20)),
@@ -462,6 +529,8 @@ impl Config {
                 database,
                 security,
                 limits,
+                sessions,
+                rate_limits,
                 lifecycle,
                 log_format,
                 log_level,
@@ -477,15 +546,15 @@ impl Config {
             .chain(&self.security.secret_key_fallbacks)
             .map(|secret| secret.expose_secret().to_owned())
             .collect();
-        if let Some(password) = database_password(self.database.url.expose_secret()) {
-            values.push(password);
-        }
+        let urls = std::iter::once(&self.database.url).chain(self.rate_limits.redis_url.as_ref());
+        values.extend(urls.filter_map(|url| database_password(url.expose_secret())));
         // Short values would blank ordinary words.
         values.retain(|value| value.len() >= 8);
         values
     }
 }
 
+/// The password in a `scheme://user:password@host/…` URL.
 fn database_password(url: &str) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
     let (credentials, _) = rest.rsplit_once('@')?;
@@ -602,6 +671,19 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2") && !debug.contains(&"s".repeat(64)), "{debug}");
         assert!(config.secret_values().contains(&"hunter2-db-password".to_owned()));
+    }
+
+    #[test]
+    fn rate_limits_parse_and_respect_the_hourly_ceiling() {
+        assert_eq!("10/15m".parse(), Ok(Limit { count: 10, window: Duration::from_secs(900) }));
+        assert!("0/1m".parse::<Limit>().is_err() && "5".parse::<Limit>().is_err() && "5/0s".parse::<Limit>().is_err());
+        assert!(
+            problems(&[("DATABASE_URL", "x"), ("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", "500/1h")])
+                .contains(&"LOGIN_LIMIT_PER_ACCOUNT_HOURLY".to_owned())
+        );
+        let config =
+            config(&[("DATABASE_URL", "x"), ("REDIS_URL", "redis://:r3dis-pass-word@cache:6379")]).expect("valid");
+        assert!(config.secret_values().contains(&"r3dis-pass-word".to_owned()));
     }
 
     #[test]

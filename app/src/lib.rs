@@ -1,6 +1,7 @@
 //! The hardened service that shipshape ships: configuration, checks, HTTP layers, health, telemetry.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod checks;
 pub mod config;
 pub mod db;
@@ -8,6 +9,9 @@ pub mod health;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
+pub mod notes;
+pub mod openapi;
+pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -33,6 +33,8 @@ enum Command {
     },
     /// Probe the local server's /healthz (for a container HEALTHCHECK); exit 0 when healthy.
     Healthcheck,
+    /// Print the OpenAPI document (what `cargo xtask openapi` commits as app/openapi.json).
+    Openapi,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +45,11 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Openapi) {
+        // Needs no configuration: it describes the code.
+        print!("{}", app::openapi::to_json());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(problems) => {
@@ -81,6 +88,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        // Printed before the configuration was read.
+        Command::Openapi => Ok(ExitCode::SUCCESS),
         Command::Migrate => {
             telemetry::init(&config)?;
             let pool = db::pool(&config.database)?;

@@ -7,19 +7,22 @@ use sqlx::PgPool;
 
 use crate::config::Config;
 use crate::http::csp_report::ReportBudget;
+use crate::ratelimit::Limiter;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub csp_reports: Arc<ReportBudget>,
+    pub limiter: Limiter,
     draining: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(config: Config, pool: PgPool) -> Self {
         let csp_reports = Arc::new(ReportBudget::new(config.limits.csp_reports_per_minute));
-        Self { config: Arc::new(config), pool, csp_reports, draining: Arc::new(AtomicBool::new(false)) }
+        let limiter = Limiter::from_config(&config.rate_limits);
+        Self { config: Arc::new(config), pool, csp_reports, limiter, draining: Arc::new(AtomicBool::new(false)) }
     }
 
     /// From now on `/readyz` answers 503 so that load balancers stop sending traffic here.

@@ -31,11 +31,8 @@ async fn start(overrides: &[(&str, &str)]) -> Running {
             "done"
         }),
     );
-    let routes = Router::new()
-        .route("/healthz", get(app::health::healthz))
-        .route("/readyz", get(app::health::readyz))
-        .route("/echo", axum::routing::post(|body: String| async move { body }))
-        .merge(slow);
+    let routes =
+        app::http::routes(&state).route("/echo", axum::routing::post(|body: String| async move { body })).merge(slow);
     let router = app::http::wrap(routes, state.clone()).expect("router");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

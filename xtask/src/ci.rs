@@ -43,6 +43,7 @@ pub(crate) fn run(args: &CiArgs) -> Result<()> {
     }
     // Stop the database before the summary so nothing outlives a failure in writing it.
     drop(ctx.database.take());
+    drop(ctx.redis.take());
     ctx.report.summary(&results, ctx.coverage)?;
     match failed.as_slice() {
         [] => Ok(()),

@@ -31,6 +31,12 @@ pub(crate) enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Write app/openapi.json from the service's code (`app openapi`).
+    Openapi {
+        /// Fail if the committed file differs from the generated one instead of writing it.
+        #[arg(long)]
+        check: bool,
+    },
     /// Install the cargo tools the pipeline needs (skipping those already installed).
     Setup,
     /// Ship the service (no deploy target is configured yet).

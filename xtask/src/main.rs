@@ -9,9 +9,12 @@ mod coverage;
 mod deploy;
 mod dev;
 mod diagnostics;
+mod generated;
+mod openapi;
 mod pins;
 mod postgres;
 mod project;
+mod redis;
 mod report;
 mod steps;
 mod tools;
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Command::Dev => dev::run(),
         Command::Postgres => postgres::serve_until_interrupted(),
         Command::Workflows { check } => workflows::run(check),
+        Command::Openapi { check } => openapi::run(check),
         Command::Setup => tools::setup(),
         Command::Deploy => deploy::run(),
     };

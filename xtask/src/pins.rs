@@ -24,3 +24,7 @@ pub(crate) const ACTIONS: &[&ActionPin] = &[&CHECKOUT, &CACHE];
 /// The PostgreSQL image for the CI service and the Docker fallback (the official 15-alpine index).
 pub(crate) const POSTGRES_IMAGE: &str =
     "postgres:15-alpine@sha256:fe0737ba566a2c5b2a28f34433c0a423261900ec17b9bf7ad115e1aae7e57f1b";
+
+/// The Redis image for the CI service (the official 7.4-alpine index).
+pub(crate) const REDIS_IMAGE: &str =
+    "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf";

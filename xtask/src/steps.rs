@@ -5,6 +5,7 @@ use camino::Utf8PathBuf;
 use xshell::{Shell, cmd};
 
 use crate::postgres::{self, Database};
+use crate::redis::{self, Redis};
 use crate::tools::{self, Tool};
 use crate::{audit, coverage, diagnostics, project, report::Report, workflows};
 
@@ -13,6 +14,8 @@ pub(crate) struct Step {
     pub(crate) about: &'static str,
     /// A PostgreSQL server must be up before the step starts.
     pub(crate) needs_postgres: bool,
+    /// A Redis server too (the shared rate-limit tests).
+    pub(crate) needs_redis: bool,
     /// Cargo tools the step runs (installed by `cargo xtask setup`).
     pub(crate) tools: &'static [&'static Tool],
     /// The one-line fix printed when the step fails.
@@ -25,6 +28,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "fmt",
         about: "code is formatted (cargo fmt --check; never rewrites files)",
         needs_postgres: false,
+        needs_redis: false,
         tools: &[],
         hint: "run `cargo fmt --all` and commit the result",
         run: fmt,
@@ -33,6 +37,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "clippy",
         about: "no lint in any target (cargo clippy --all-targets -D warnings)",
         needs_postgres: false,
+        needs_redis: false,
         tools: &[],
         hint: "fix the lints above; many go away with `cargo clippy --fix --workspace --all-targets --allow-dirty`",
         run: clippy,
@@ -41,6 +46,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "test",
         about: "every test passes, run once under coverage instrumentation, on a real PostgreSQL",
         needs_postgres: true,
+        needs_redis: true,
         tools: &[&tools::LLVM_COV],
         hint: "rerun the failing tests with `cargo xtask test NAME`",
         run: test,
@@ -49,6 +55,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "coverage",
         about: "line coverage of the test run meets the gate in xtask/src/coverage.rs",
         needs_postgres: false,
+        needs_redis: false,
         tools: &[],
         hint: "add tests for the uncovered lines shown in target/coverage/html/index.html",
         run: coverage_gate,
@@ -57,6 +64,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "audit",
         about: "dependencies pass cargo-deny: advisories, licenses, bans, sources",
         needs_postgres: false,
+        needs_redis: false,
         tools: &[&tools::DENY],
         hint: "read the cargo-deny report above; without GitHub access set ADVISORY_DB to a RustSec advisory-db clone or bundle",
         run: audit,
@@ -65,6 +73,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "workflows",
         about: ".github/workflows/ci.yml matches its model (and passes actionlint and zizmor when installed)",
         needs_postgres: false,
+        needs_redis: false,
         tools: &[],
         hint: "run `cargo xtask workflows` and commit the result; never edit the YAML by hand",
         run: workflows_check,
@@ -73,6 +82,7 @@ pub(crate) const STEPS: &[Step] = &[
         name: "build",
         about: "release build of the service",
         needs_postgres: false,
+        needs_redis: false,
         tools: &[],
         hint: "reproduce with `cargo build --release --locked --package app`",
         run: build,
@@ -85,6 +95,7 @@ pub(crate) struct Context {
     pub(crate) cargo: String,
     pub(crate) report: Report,
     pub(crate) database: Option<Database>,
+    pub(crate) redis: Option<Redis>,
     /// Line coverage in percent, once the coverage step has read it.
     pub(crate) coverage: Option<f64>,
 }
@@ -93,7 +104,7 @@ impl Context {
     pub(crate) fn new(report: Report) -> Result<Self> {
         let sh = Shell::new()?;
         sh.change_dir(project::root());
-        Ok(Self { sh, cargo: project::cargo(), report, database: None, coverage: None })
+        Ok(Self { sh, cargo: project::cargo(), report, database: None, redis: None, coverage: None })
     }
 
     /// Makes sure what `step` needs is there before it runs.
@@ -103,6 +114,9 @@ impl Context {
         }
         if step.needs_postgres && self.database.is_none() {
             self.database = Some(postgres::provide()?);
+        }
+        if step.needs_redis && self.redis.is_none() {
+            self.redis = Some(redis::provide()?);
         }
         Ok(())
     }
@@ -159,8 +173,12 @@ fn runner_args(coverage: bool, extra: &[String], threads: usize) -> Vec<String> 
 /// Runs the test command, streaming its output and annotating panics; true when every test passed.
 fn run_tests(ctx: &mut Context, args: Vec<String>) -> Result<bool> {
     let database = ctx.database.as_ref().context("the test step runs with a database")?;
-    let expression =
-        duct::cmd(&ctx.cargo, args).dir(project::root()).env("DATABASE_URL", &database.url).stderr_to_stdout();
+    let redis = ctx.redis.as_ref().context("the test step runs with a Redis")?;
+    let expression = duct::cmd(&ctx.cargo, args)
+        .dir(project::root())
+        .env("DATABASE_URL", &database.url)
+        .env("REDIS_URL", &redis.url)
+        .stderr_to_stdout();
     let mut panics = diagnostics::Panics::default();
     let report = &mut ctx.report;
     let ok = diagnostics::stream(&expression, |line| {
@@ -196,6 +214,7 @@ fn test(ctx: &mut Context) -> Result<()> {
 pub(crate) fn test_without_coverage(extra: &[String]) -> Result<()> {
     let mut ctx = Context::new(Report::new())?;
     ctx.database = Some(postgres::provide()?);
+    ctx.redis = Some(redis::provide()?);
     let threads = ctx.database.as_ref().map_or(1, Database::test_threads);
     let args = runner_args(false, extra, threads);
     if !run_tests(&mut ctx, args)? {

@@ -33,6 +33,14 @@ impl ApiError {
     }
 }
 
+/// A database failure is the caller's problem only as a generic 500; the cause goes to the log.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        tracing::error!(error = %error, "database error");
+        Self::internal()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is written by `render`, which knows the request id.

@@ -5,6 +5,7 @@ pub mod cors;
 pub mod csp_report;
 pub mod csrf;
 pub mod errors;
+pub mod extract;
 pub mod headers;
 pub mod hosts;
 pub mod https;
@@ -19,24 +20,35 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::health;
 use crate::state::AppState;
+use crate::{auth, health, notes, openapi};
 use errors::ApiError;
 use headers::SecurityHeaders;
 
-/// Routes anyone may call without authenticating.
-fn public_routes() -> Router<AppState> {
+/// Every route, guarded. Which of them answer without credentials is declared in one place,
+/// `auth::PUBLIC`; `auth::require` refuses the others without credentials (default deny).
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route(headers::CSP_REPORT_PATH, post(csp_report::receive))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/api/v1/accounts", post(auth::accounts::sign_up))
+        .route("/api/v1/session", post(auth::accounts::log_in).delete(auth::accounts::log_out))
+        .route("/api/v1/account/password", put(auth::accounts::change_password))
+        .route("/api/v1/tokens", get(auth::api_tokens::list).post(auth::api_tokens::create))
+        .route("/api/v1/tokens/{id}", delete(auth::api_tokens::revoke))
+        .route("/api/v1/notes", get(notes::list).post(notes::create))
+        .route("/api/v1/notes/{id}", get(notes::get).patch(notes::update).delete(notes::delete))
+        // After routing, so that it knows the matched route.
+        .route_layer(from_fn_with_state(state.clone(), auth::require))
 }
 
 /// Load shedding: past the concurrency cap, answer 503 at once instead of queueing.
@@ -50,7 +62,7 @@ async fn overloaded(_: tower::BoxError) -> Response {
 
 /// The public router: every route behind every layer.
 pub fn router(state: AppState) -> Result<Router, headers::InvalidHeader> {
-    wrap(public_routes(), state)
+    wrap(routes(&state), state)
 }
 
 /// Puts `routes` behind the middleware stack, listed here outermost first.

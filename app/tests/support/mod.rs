@@ -4,6 +4,7 @@
 //! The server comes from `DATABASE_URL`, which `cargo xtask test` / `cargo xtask ci` provide.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod api;
 pub mod service;
 
 use std::str::FromStr;

@@ -33,15 +33,13 @@ pub fn state(config: Config) -> AppState {
     AppState::new(config, pool)
 }
 
-/// The real router, with `extra` routes behind the same layers.
+/// The real router, with `extra` (unguarded, test-only) routes behind the same layers.
 pub fn router(config: Config, extra: Router<AppState>) -> Router {
-    let state = state(config);
-    let routes = Router::new()
-        .route("/healthz", axum::routing::get(app::health::healthz))
-        .route("/readyz", axum::routing::get(app::health::readyz))
-        .route(app::http::headers::CSP_REPORT_PATH, axum::routing::post(app::http::csp_report::receive))
-        .merge(extra);
-    app::http::wrap(routes, state).expect("router")
+    router_for(state(config), extra)
+}
+
+pub fn router_for(state: AppState, extra: Router<AppState>) -> Router {
+    app::http::wrap(app::http::routes(&state).merge(extra), state).expect("router")
 }
 
 pub struct Reply {

@@ -1,0 +1,133 @@
+//! API tokens: created from a signed-in browser session, shown once, stored hashed, named, listable,
+//! revocable, optionally expiring; sent as `Authorization: Bearer ss_…`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Caller, Credential, tokens};
+use crate::http::errors::ApiError;
+use crate::http::extract::{Json, invalid};
+use crate::state::AppState;
+
+const PREFIX: &str = "ss_";
+const MAX_DAYS: u32 = 365;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// Days until the token stops working (1–365); without it, it works until revoked.
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret: shown this once, never again.
+    pub token: String,
+}
+
+/// The caller a live bearer token stands for, marking it used.
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Caller>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "UPDATE api_tokens SET last_used_at = now()
+         WHERE token_hash = $1 AND (expires_at IS NULL OR expires_at > now())
+         RETURNING id, account_id",
+    )
+    .bind(tokens::digest(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, account)| Caller { account, credential: Credential::Token(id) }))
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 403, description = "tokens are created from a session"), (status = 422)),
+    security(("session" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    if !matches!(caller.credential, Credential::Session(_)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_required",
+            "API tokens are created from a signed-in session",
+        ));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name", "must be 1 to 100 characters"));
+    }
+    if body.expires_in_days.is_some_and(|days| days == 0 || days > MAX_DAYS) {
+        return Err(invalid("expires_in_days", "must be between 1 and 365"));
+    }
+    let token = tokens::generate(PREFIX);
+    let info: TokenInfo = sqlx::query_as(
+        "INSERT INTO api_tokens (id, account_id, name, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(days => $5))
+         RETURNING id, name, created_at, expires_at, last_used_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(caller.account)
+    .bind(name)
+    .bind(tokens::digest(&token))
+    .bind(body.expires_in_days.map(|days| i32::try_from(days).unwrap_or(i32::MAX)))
+    .fetch_one(&state.pool)
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(CreatedToken { info, token })).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenInfo])),
+    security(("session" = []), ("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<TokenInfo>>, ApiError> {
+    let tokens = sqlx::query_as(
+        "SELECT id, name, created_at, expires_at, last_used_at FROM api_tokens WHERE account_id = $1 ORDER BY id",
+    )
+    .bind(caller.account)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(axum::Json(tokens))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)),
+    responses((status = 204, description = "revoked"), (status = 404)), security(("session" = []), ("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(caller.account)
+        .execute(&state.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such token")
+}

@@ -1,0 +1,125 @@
+//! Who is calling. Every route passes `require` unless it is in `PUBLIC` (default deny): a bearer API
+//! token or a session cookie, resolved to a `Caller`; responses to authenticated requests are
+//! `Cache-Control: no-store`, and each caller's API rate limit is applied here.
+
+pub mod accounts;
+pub mod api_tokens;
+pub mod passwords;
+pub mod sessions;
+pub mod tokens;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use crate::http::errors::ApiError;
+use crate::ratelimit;
+use crate::state::AppState;
+
+/// The only routes that answer without credentials.
+pub const PUBLIC: &[(Method, &str)] = &[
+    (Method::GET, "/healthz"),
+    (Method::GET, "/readyz"),
+    (Method::POST, "/csp-report"),
+    (Method::POST, "/api/v1/accounts"),
+    (Method::POST, "/api/v1/session"),
+    (Method::GET, "/openapi.json"),
+];
+
+fn is_public(method: &Method, route: &str) -> bool {
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    PUBLIC.iter().any(|(public_method, path)| public_method == method && *path == route)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The session cookie's token, to end or keep that session.
+    Session(String),
+    /// The API token's id.
+    Token(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: Uuid,
+    pub credential: Credential,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Self>().cloned().ok_or_else(unauthorized)
+    }
+}
+
+pub fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "sign in, or send an API token as `Authorization: Bearer …`",
+    )
+}
+
+async fn identify(state: &AppState, parts: &axum::http::HeaderMap) -> Result<Option<Caller>, sqlx::Error> {
+    if let Some(authorization) = parts.get(header::AUTHORIZATION) {
+        let Some(token) = authorization.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")) else {
+            return Ok(None);
+        };
+        return api_tokens::authenticate(&state.pool, token.trim()).await;
+    }
+    let Some(token) = sessions::from_cookies(parts, &state.config.security) else {
+        return Ok(None);
+    };
+    let account = sessions::authenticate(&state.pool, &token, state.config.sessions.idle_timeout).await?;
+    Ok(account.map(|account| Caller { account, credential: Credential::Session(token) }))
+}
+
+/// Inside the router: lets public routes through, and everything else only with credentials.
+pub async fn require(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
+    if is_public(request.method(), &route) {
+        return next.run(request).await;
+    }
+    let caller = match identify(&state, request.headers()).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return unauthorized().into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "authenticating failed");
+            return ApiError::internal().into_response();
+        }
+    };
+    tracing::Span::current().record("user_id", tracing::field::display(caller.account));
+    let subject = match &caller.credential {
+        Credential::Session(_) => format!("account:{}", caller.account),
+        Credential::Token(id) => format!("token:{id}"),
+    };
+    let decision = state.limiter.hit_or_allow("api", &subject, state.config.rate_limits.api_per_caller).await;
+    if !decision.allowed {
+        return ratelimit::too_many(&decision);
+    }
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    // Personal data must not linger in shared or browser caches.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    ratelimit::annotate(&mut response, &decision);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_declared_routes_are_public() {
+        assert!(is_public(&Method::GET, "/healthz"));
+        assert!(is_public(&Method::HEAD, "/readyz"));
+        assert!(is_public(&Method::POST, "/api/v1/session"));
+        assert!(!is_public(&Method::DELETE, "/api/v1/session"));
+        assert!(!is_public(&Method::GET, "/api/v1/notes"));
+        assert!(!is_public(&Method::GET, "/api/v1/accounts"));
+    }
+}

@@ -1,0 +1,91 @@
+//! Server-side sessions in PostgreSQL: a new random token at every login (no fixation), stored
+//! hashed, with an idle and an absolute timeout; the cookie is `__Host-session` (Secure, HttpOnly,
+//! SameSite=Lax, Path=/) wherever cookies are secure, and `session` over plain-HTTP development.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::tokens;
+use crate::config::{Config, SecurityConfig};
+
+pub fn cookie_name(security: &SecurityConfig) -> &'static str {
+    // The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain.
+    if security.session_cookie_secure { "__Host-session" } else { "session" }
+}
+
+/// The session token a request's cookies carry, if any.
+pub fn from_cookies(headers: &HeaderMap, security: &SecurityConfig) -> Option<String> {
+    let name = cookie_name(security);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, value)| *key == name && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+fn cookie(security: &SecurityConfig, value: &str, max_age: Duration) -> HeaderValue {
+    let mut cookie = format!("{}={value}; Path=/; SameSite=Lax; Max-Age={}", cookie_name(security), max_age.as_secs());
+    if security.session_cookie_httponly {
+        cookie.push_str("; HttpOnly");
+    }
+    if security.session_cookie_secure {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::from_str(&cookie).expect("a token is URL-safe base64")
+}
+
+pub fn set_cookie(config: &Config, token: &str) -> HeaderValue {
+    cookie(&config.security, token, config.sessions.absolute_timeout)
+}
+
+pub fn clear_cookie(config: &Config) -> HeaderValue {
+    cookie(&config.security, "", Duration::ZERO)
+}
+
+/// Starts a session for `account`; returns the token for the cookie.
+pub async fn create(pool: &PgPool, account: Uuid, absolute_timeout: Duration) -> Result<String, sqlx::Error> {
+    let token = tokens::generate("");
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, account_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
+    )
+    .bind(tokens::digest(&token))
+    .bind(account)
+    .bind(absolute_timeout.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(token)
+}
+
+/// The account of a live session, marking it used; `None` once it expired or idled out.
+pub async fn authenticate(pool: &PgPool, token: &str, idle_timeout: Duration) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET last_seen_at = now()
+         WHERE token_hash = $1 AND expires_at > now() AND last_seen_at > now() - make_interval(secs => $2)
+         RETURNING account_id",
+    )
+    .bind(tokens::digest(token))
+    .bind(idle_timeout.as_secs_f64())
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn delete(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(tokens::digest(token)).execute(pool).await?;
+    Ok(())
+}
+
+/// Ends every session of `account` but the one holding `keep` (after a password change).
+pub async fn delete_others(pool: &PgPool, account: Uuid, keep: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash IS DISTINCT FROM $2")
+        .bind(account)
+        .bind(keep.map(tokens::digest))
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! API tokens: shown once, stored hashed, listed without the secret, revocable, expiring; a revoked
+//! or expired token is 401; only a browser session can create one.
+
+mod support;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use support::api::{Auth, call, signed_in, token};
+use support::service::{config, router_for};
+
+async fn api(db: &support::TestDb) -> Router {
+    router_for(app::state::AppState::new(config(&[]), db.pool.clone()), Router::new())
+}
+
+#[tokio::test]
+async fn a_token_works_until_revoked_and_is_never_shown_again() {
+    let db = support::TestDb::new().await;
+    let router = api(&db).await;
+    let (_, session) = signed_in(&router, "tokens").await;
+    let secret = token(&router, &session).await;
+    assert!(secret.starts_with("ss_"));
+    let bearer = Auth::Bearer(secret.clone());
+    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::OK);
+
+    let listed = call(&router, Method::GET, "/api/v1/tokens", None, &session).await;
+    assert!(!listed.body.contains(&secret) && !listed.body.contains("\"token\""), "{}", listed.body);
+    let id = listed.json()[0]["id"].as_str().expect("id").to_owned();
+    assert!(!listed.json()[0]["last_used_at"].is_null(), "use is recorded");
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_one(&db.pool).await.expect("row");
+    assert_ne!(stored, secret.as_bytes());
+
+    assert_eq!(
+        call(&router, Method::DELETE, &format!("/api/v1/tokens/{id}"), None, &session).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let db = support::TestDb::new().await;
+    let router = api(&db).await;
+    let (_, session) = signed_in(&router, "expiry").await;
+    let reply =
+        call(&router, Method::POST, "/api/v1/tokens", Some(json!({ "name": "short", "expires_in_days": 1 })), &session)
+            .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert!(!reply.json()["expires_at"].is_null());
+    let bearer = Auth::Bearer(reply.json()["token"].as_str().expect("token").to_owned());
+    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::OK);
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second'")
+        .execute(&db.pool)
+        .await
+        .expect("expire");
+    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn tokens_cannot_mint_tokens_or_touch_other_accounts_tokens() {
+    let db = support::TestDb::new().await;
+    let router = api(&db).await;
+    let (_, alice) = signed_in(&router, "alice").await;
+    let (_, bob) = signed_in(&router, "bob").await;
+    let bearer = Auth::Bearer(token(&router, &alice).await);
+    let minted = call(&router, Method::POST, "/api/v1/tokens", Some(json!({ "name": "more" })), &bearer).await;
+    assert_eq!(minted.status, StatusCode::FORBIDDEN);
+    let id = call(&router, Method::GET, "/api/v1/tokens", None, &alice).await.json()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        call(&router, Method::DELETE, &format!("/api/v1/tokens/{id}"), None, &bob).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::OK, "still valid");
+    for body in [
+        json!({ "name": "" }),
+        json!({ "name": "x", "expires_in_days": 0 }),
+        json!({ "name": "x", "expires_in_days": 366 }),
+    ] {
+        assert_eq!(
+            call(&router, Method::POST, "/api/v1/tokens", Some(body), &alice).await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    let garbage = Auth::Bearer("ss_not-a-real-token".to_owned());
+    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &garbage).await.status, StatusCode::UNAUTHORIZED);
+}
