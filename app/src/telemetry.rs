@@ -179,6 +179,31 @@ where
     }
 }
 
+/// A sink that keeps every line in memory: what tests read the logs from.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink(Arc<Mutex<Vec<u8>>>);
+
+impl MemorySink {
+    pub fn sink(&self) -> Sink {
+        Arc::new(Mutex::new(Box::new(self.clone())))
+    }
+
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl Write for MemorySink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The filter from LOG_LEVEL (`info`, `debug,sqlx=warn`, …).
 pub fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
     EnvFilter::try_new(&config.log_level).map_err(|error| {

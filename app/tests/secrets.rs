@@ -3,9 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
@@ -13,23 +10,10 @@ use axum::routing::get;
 use tracing_subscriber::layer::SubscriberExt;
 
 use app::config::LogFormat;
-use app::telemetry::LogLayer;
+use app::telemetry::{LogLayer, MemorySink};
 use support::service::{config, router, send};
 
 const SENTINEL: &str = "sentinel-7f3a9c2e41d04b5d8a6e0c1f9b2a3d4e5f60718293a4b5c6d";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn leak() -> &'static str {
     panic!("failed with key {SENTINEL}")
@@ -44,8 +28,8 @@ async fn the_sentinel_secret_never_leaks() {
     ]);
     assert!(!format!("{config:?}").contains(SENTINEL), "Debug shows the secret");
 
-    let logs = Buffer::default();
-    let layer = LogLayer::new(LogFormat::Json, config.secret_values(), Arc::new(Mutex::new(Box::new(logs.clone()))));
+    let logs = MemorySink::default();
+    let layer = LogLayer::new(LogFormat::Json, config.secret_values(), logs.sink());
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
 
     let leaky = Router::new().route("/leak", get(leak));
@@ -72,7 +56,7 @@ async fn the_sentinel_secret_never_leaks() {
         assert!(reply.headers.values().all(|value| !value.to_str().unwrap_or("").contains(SENTINEL)), "headers leak");
     }
 
-    let logs = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = logs.contents();
     assert!(!logs.contains(SENTINEL), "a log line leaks the secret:\n{logs}");
     let access: Vec<serde_json::Value> = logs
         .lines()

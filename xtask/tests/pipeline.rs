@@ -234,10 +234,15 @@ fn advisory_db(dir: &Path) {
         "```toml\n[advisory]\nid = \"RUSTSEC-2099-0001\"\npackage = \"left-pad-rs\"\ndate = \"2099-01-01\"\n\n[versions]\npatched = []\n```\n\n# An advisory for a crate nobody uses\n\nIt exists so the database is not empty.\n",
     )
     .expect("advisory");
+    commit_all(dir);
+}
+
+/// Makes `dir` a git repository with one commit holding everything in it.
+fn commit_all(dir: &Path) {
     for args in [
         &["init", "--quiet", "--initial-branch=main"][..],
         &["add", "."],
-        &["-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "--quiet", "-m", "db"],
+        &["-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "--quiet", "-m", "snapshot"],
     ] {
         assert!(Command::new("git").args(args).current_dir(dir).status().expect("git").success());
     }
@@ -270,16 +275,7 @@ fn a_directory_that_is_not_an_advisory_database_is_refused() {
     let bogus = scratch.dir.join("bogus");
     std::fs::create_dir_all(&bogus).expect("mkdir");
     std::fs::write(bogus.join("README"), "not a database").expect("write");
-    assert!(Command::new("git").args(["init", "--quiet"]).current_dir(&bogus).status().expect("git").success());
-    assert!(Command::new("git").args(["add", "."]).current_dir(&bogus).status().expect("git").success());
-    assert!(
-        Command::new("git")
-            .args(["-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "--quiet", "-m", "x"])
-            .current_dir(&bogus)
-            .status()
-            .expect("git")
-            .success()
-    );
+    commit_all(&bogus);
     let run = Run(scratch
         .command(&["ci", "--only", "audit"])
         .env("ADVISORY_DB", &bogus)
