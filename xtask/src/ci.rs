@@ -45,6 +45,10 @@ pub(crate) fn run(args: &CiArgs) -> Result<()> {
     drop(ctx.database.take());
     drop(ctx.redis.take());
     ctx.report.summary(&results, ctx.coverage)?;
+    // Last, in the plain form any CI log reader understands.
+    if let Some(tests) = ctx.tests {
+        println!("tests: {} passed, {} failed", tests.passed, tests.failed);
+    }
     match failed.as_slice() {
         [] => Ok(()),
         [step] => bail!("ci failed at step `{}`: {}", step.name, step.hint),

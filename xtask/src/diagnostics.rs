@@ -89,6 +89,36 @@ impl Panics {
     }
 }
 
+/// Adds up the test runner's summaries: nextest's `N tests run: P passed, F failed, …` and libtest's
+/// `test result: ok. P passed; F failed; …` (one per test binary).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TestCounts {
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
+}
+
+impl TestCounts {
+    pub(crate) fn feed(&mut self, line: &str) {
+        let summary =
+            if let Some((_, rest)) = line.split_once(" tests run: ").or_else(|| line.split_once(" test run: ")) {
+                rest
+            } else if let Some(rest) = line.trim_start().strip_prefix("test result: ") {
+                rest
+            } else {
+                return;
+            };
+        let number_before = |word: &str| {
+            summary
+                .split([',', ';', '.'])
+                .filter_map(|part| part.trim().strip_suffix(word))
+                .find_map(|count| count.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        self.passed += number_before("passed");
+        self.failed += number_before("failed");
+    }
+}
+
 fn parse_panic_header(line: &str) -> Option<Annotation> {
     let rest = line.trim_start().strip_prefix("thread '")?;
     let (thread, rest) = rest.split_once("' panicked at ")?;
@@ -151,6 +181,18 @@ mod tests {
         panics.feed("thread 'a' panicked at a.rs:1:1:");
         let first = panics.feed("thread 'b' panicked at b.rs:2:1:").expect("first closed");
         assert_eq!(first.file, "a.rs");
+    }
+
+    #[test]
+    fn test_counts_add_up_nextest_and_libtest_summaries() {
+        let mut counts = TestCounts::default();
+        counts.feed("     Summary [   9.236s] 145 tests run: 144 passed, 1 failed, 0 skipped");
+        assert_eq!(counts, TestCounts { passed: 144, failed: 1 });
+        let mut counts = TestCounts::default();
+        counts.feed("test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        counts.feed("test result: FAILED. 2 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
+        counts.feed("running 4 tests");
+        assert_eq!(counts, TestCounts { passed: 5, failed: 2 });
     }
 
     #[test]

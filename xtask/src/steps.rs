@@ -98,13 +98,15 @@ pub(crate) struct Context {
     pub(crate) redis: Option<Redis>,
     /// Line coverage in percent, once the coverage step has read it.
     pub(crate) coverage: Option<f64>,
+    /// What the test runner reported, once the test step has run.
+    pub(crate) tests: Option<diagnostics::TestCounts>,
 }
 
 impl Context {
     pub(crate) fn new(report: Report) -> Result<Self> {
         let sh = Shell::new()?;
         sh.change_dir(project::root());
-        Ok(Self { sh, cargo: project::cargo(), report, database: None, redis: None, coverage: None })
+        Ok(Self { sh, cargo: project::cargo(), report, database: None, redis: None, coverage: None, tests: None })
     }
 
     /// Makes sure what `step` needs is there before it runs.
@@ -180,13 +182,16 @@ fn run_tests(ctx: &mut Context, args: Vec<String>) -> Result<bool> {
         .env("REDIS_URL", &redis.url)
         .stderr_to_stdout();
     let mut panics = diagnostics::Panics::default();
+    let mut counts = diagnostics::TestCounts::default();
     let report = &mut ctx.report;
     let ok = diagnostics::stream(&expression, |line| {
         println!("{line}");
+        counts.feed(line);
         if let Some(annotation) = panics.feed(line) {
             report.annotate(&annotation);
         }
     })?;
+    ctx.tests = Some(counts);
     if let Some(annotation) = panics.finish() {
         ctx.report.annotate(&annotation);
     }
