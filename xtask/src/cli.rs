@@ -3,6 +3,8 @@
 use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::backup::BackupArgs;
+use crate::restore::RestoreArgs;
 use crate::steps::STEPS;
 
 #[derive(Parser)]
@@ -35,6 +37,12 @@ pub(crate) enum Command {
     Setup,
     /// Ship the service (no deploy target is configured yet).
     Deploy,
+    /// Back up DATABASE_URL: pg_dump -Fc, verified, checksummed, old backups rotated.
+    Backup(BackupArgs),
+    /// Restore a backup over DATABASE_URL (a backup of the current data is taken first).
+    Restore(RestoreArgs),
+    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time.
+    RestoreDrill,
 }
 
 #[derive(Args, Debug, Default)]

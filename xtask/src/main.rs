@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backup;
 mod ci;
 mod cleanup;
 mod cli;
@@ -13,6 +14,8 @@ mod pins;
 mod postgres;
 mod project;
 mod report;
+mod restore;
+mod restore_drill;
 mod steps;
 mod tools;
 mod workflows;
@@ -31,6 +34,9 @@ fn main() -> ExitCode {
         Command::Workflows { check } => workflows::run(check),
         Command::Setup => tools::setup(),
         Command::Deploy => deploy::run(),
+        Command::Backup(args) => backup::run(&args),
+        Command::Restore(args) => restore::run(&args),
+        Command::RestoreDrill => restore_drill::run(),
     };
     cleanup::run_all();
     match result {
