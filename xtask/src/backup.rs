@@ -97,7 +97,7 @@ fn list(file: &Utf8Path) -> Result<()> {
     })
 }
 
-fn sha256(file: &Utf8Path) -> Result<String> {
+pub(crate) fn sha256(file: &Utf8Path) -> Result<String> {
     let mut sha256sum = std::process::Command::new("sha256sum");
     sha256sum.arg(file);
     let out = client::output(sha256sum, &format!("sha256sum {file}"))?;
@@ -134,7 +134,7 @@ pub(crate) fn rotate(dir: &Utf8Path, keep: usize, max_age: Duration) -> Result<V
 }
 
 /// `YYYYMMDDTHHMMSS.mmmZ` in UTC.
-fn timestamp(time: SystemTime) -> String {
+pub(crate) fn timestamp(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since.as_secs();
     let (year, month, day) = civil_date(seconds / 86_400);

@@ -5,6 +5,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::backup::BackupArgs;
 use crate::restore::RestoreArgs;
+use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
 
 #[derive(Parser)]
@@ -43,6 +44,8 @@ pub(crate) enum Command {
     Restore(RestoreArgs),
     /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time.
     RestoreDrill,
+    /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
+    Smoke(SmokeArgs),
 }
 
 #[derive(Args, Debug, Default)]

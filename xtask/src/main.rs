@@ -10,12 +10,14 @@ mod coverage;
 mod deploy;
 mod dev;
 mod diagnostics;
+mod http_probe;
 mod pins;
 mod postgres;
 mod project;
 mod report;
 mod restore;
 mod restore_drill;
+mod smoke;
 mod steps;
 mod tools;
 mod workflows;
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => backup::run(&args),
         Command::Restore(args) => restore::run(&args),
         Command::RestoreDrill => restore_drill::run(),
+        Command::Smoke(args) => smoke::run(&args),
     };
     cleanup::run_all();
     match result {
