@@ -81,6 +81,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     /// Names in lower case.
     headers: Vec<(String, String)>,
+    /// As received (no chunked decoding: the probes only read small, sized bodies).
+    pub(crate) body: String,
 }
 
 impl Response {
@@ -141,7 +143,7 @@ fn send_with_curl(target: &Target, request: &Request<'_>, insecure: bool) -> Res
 
 /// The status and headers of an HTTP/1.x or HTTP/2 response as printed on the wire or by `curl -i`.
 fn parse_head(text: &str) -> Result<Response> {
-    let (head, _body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
@@ -153,7 +155,7 @@ fn parse_head(text: &str) -> Result<Response> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
-    Ok(Response { status, headers })
+    Ok(Response { status, headers, body: body.to_owned() })
 }
 
 #[cfg(test)]
@@ -180,6 +182,7 @@ mod tests {
         assert_eq!((wire.status, wire.header("location")), (308, Some("https://a/")));
         let h2 = parse_head("HTTP/2 200\r\nstrict-transport-security: max-age=63072000\r\n\r\n{}").expect("head");
         assert_eq!(h2.header("Strict-Transport-Security"), Some("max-age=63072000"));
+        assert_eq!(h2.body, "{}");
         assert!(parse_head("garbage").is_err());
     }
 }

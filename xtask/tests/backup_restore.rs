@@ -2,7 +2,10 @@
 //! of the server in `DATABASE_URL` (which `cargo xtask test` and `cargo xtask ci` set).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod support;
+use support::{Run, psql};
 
 /// A database of its own on the test server, dropped with this value.
 struct TestDatabase {
@@ -66,36 +69,6 @@ impl Drop for TestDatabase {
     }
 }
 
-fn psql(url: &str, sql: &str) -> String {
-    let output = Command::new("psql")
-        .args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set", "ON_ERROR_STOP=1"])
-        .args(["--dbname", url, "--command", sql])
-        .output()
-        .expect("psql runs");
-    assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-struct Run(Output);
-
-impl Run {
-    fn text(&self) -> String {
-        format!("{}{}", String::from_utf8_lossy(&self.0.stdout), String::from_utf8_lossy(&self.0.stderr))
-    }
-
-    fn ok(self) -> Self {
-        assert!(self.0.status.success(), "{}", self.text());
-        self
-    }
-
-    fn refused(self, expected: &[&str]) {
-        assert!(!self.0.status.success(), "succeeded: {}", self.text());
-        for part in expected {
-            assert!(self.text().contains(part), "missing {part:?} in: {}", self.text());
-        }
-    }
-}
-
 #[test]
 fn backups_are_verified_checksummed_and_rotated_by_count() {
     let database = TestDatabase::seeded("backup");
@@ -122,15 +95,15 @@ fn a_restore_needs_confirmation_twice_for_production_and_saves_the_data_it_repla
     let dump = dump.to_str().expect("utf-8");
     database.sql("DELETE FROM notes WHERE id > 10; INSERT INTO notes VALUES (1000, 'after the backup')");
 
-    database.xtask(&["restore", dump]).refused(&[dump, "--yes"]);
-    database.xtask(&["restore", dump, "--yes", "--production"]).refused(&["--i-know-this-is-production"]);
+    database.xtask(&["restore", dump]).failed(&[dump, "--yes"]);
+    database.xtask(&["restore", dump, "--yes", "--production"]).failed(&["--i-know-this-is-production"]);
     let production = Run(Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["restore", dump, "--yes"])
         .env("DATABASE_URL", &database.url)
         .env("APP_ENV", "production")
         .output()
         .expect("xtask runs"));
-    production.refused(&["--i-know-this-is-production"]);
+    production.failed(&["--i-know-this-is-production"]);
     assert_eq!(database.sql("SELECT count(*) FROM notes"), "11", "a refused restore changed the data");
 
     let run = database.xtask(&["restore", dump, "--yes", "--dir", database.dir_arg()]).ok();
@@ -148,7 +121,7 @@ fn a_missing_damaged_or_foreign_file_is_refused_with_the_file_and_the_fix() {
     let database = TestDatabase::seeded("badinput");
     let missing = database.dir.join("db-nope.dump");
     let missing = missing.to_str().expect("utf-8");
-    database.xtask(&["restore", missing, "--yes"]).refused(&[missing, "does not exist", "cargo xtask backup"]);
+    database.xtask(&["restore", missing, "--yes"]).failed(&[missing, "does not exist", "cargo xtask backup"]);
 
     database.xtask(&["backup", "--dir", database.dir_arg()]).ok();
     let dump = database.backups().pop().expect("a backup");
@@ -156,7 +129,7 @@ fn a_missing_damaged_or_foreign_file_is_refused_with_the_file_and_the_fix() {
     bytes.push(b'!');
     std::fs::write(&dump, &bytes).expect("write");
     let name = dump.to_str().expect("utf-8");
-    database.xtask(&["restore", name, "--yes"]).refused(&[
+    database.xtask(&["restore", name, "--yes"]).failed(&[
         name,
         "does not match its checksum",
         "restore another backup",
@@ -165,12 +138,12 @@ fn a_missing_damaged_or_foreign_file_is_refused_with_the_file_and_the_fix() {
     let text = database.dir.join("db-notes.dump");
     std::fs::write(&text, "just some text\n").expect("write");
     let text_name = text.to_str().expect("utf-8");
-    database.xtask(&["restore", text_name, "--yes"]).refused(&[&format!("{text_name}.sha256 is missing")]);
+    database.xtask(&["restore", text_name, "--yes"]).failed(&[&format!("{text_name}.sha256 is missing")]);
     let sum = Command::new("sha256sum").arg(&text).output().expect("sha256sum");
     std::fs::write(format!("{text_name}.sha256"), &sum.stdout).expect("write");
     database
         .xtask(&["restore", text_name, "--yes"])
-        .refused(&[text_name, "not a readable PostgreSQL custom-format dump"]);
+        .failed(&[text_name, "not a readable PostgreSQL custom-format dump"]);
     assert_eq!(database.sql("SELECT count(*) FROM notes"), "50");
 }
 
@@ -186,8 +159,8 @@ fn the_drill_restores_an_identical_copy_reports_the_time_and_leaves_nothing_behi
 #[test]
 fn the_drill_refuses_a_database_without_tables_and_backups_need_a_database_url() {
     let database = TestDatabase::new("drillempty");
-    database.xtask(&["restore-drill"]).refused(&["no tables", "app migrate"]);
+    database.xtask(&["restore-drill"]).failed(&["no tables", "app migrate"]);
     let run =
         Run(Command::new(env!("CARGO_BIN_EXE_xtask")).arg("backup").env_remove("DATABASE_URL").output().expect("runs"));
-    run.refused(&["DATABASE_URL is not set"]);
+    run.failed(&["DATABASE_URL is not set"]);
 }

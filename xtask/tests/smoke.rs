@@ -3,24 +3,11 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The service binary, built beside the xtask by the workspace test run.
-fn app_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_xtask")).with_file_name("app");
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let built = Command::new(cargo).args(["build", "--package", "app"]).status().expect("cargo runs");
-        assert!(built.success(), "building the service");
-    }
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
+mod support;
+use support::{app_binary, free_port};
 
 /// `app serve`, stopped when dropped.
 struct Service {
