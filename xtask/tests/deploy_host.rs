@@ -375,10 +375,26 @@ fn a_killed_deploy_holds_off_others_and_is_recovered_by_the_next() {
 }
 
 #[test]
-fn unlock_needs_confirmation_and_unknown_targets_deploy_nothing() {
+fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing() {
     let stack = Stack::new("unlock");
-    stack.run(&["deploy", "unlock"]).failed(&["--yes-stop-the-holder"]);
-    assert!(stack.run(&["deploy", "unlock", "--yes-stop-the-holder"]).ok().text().contains("the lock is free"));
+    assert!(stack.run(&["deploy", "unlock"]).ok().text().contains("the lock is free"));
+    let hangs = stack.script("hangs", "exec sleep 600");
+    let mut holder = stack
+        .xtask(&["deploy", "--target", "host", "--release", "hangs", "--binary", hangs.to_str().expect("utf-8")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("xtask runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(stack.root.join("journal.json")).is_ok_and(|journal| journal.contains("HEALTHY")) {
+        assert!(Instant::now() < deadline, "the deploy never reached HEALTHY");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stack.run(&["deploy", "unlock"]).failed(&["--yes-stop-the-holder", &format!("\"pid\":{}", holder.id())]);
+    let unlocked = stack.run(&["deploy", "unlock", "--yes-stop-the-holder"]).ok();
+    assert!(unlocked.text().contains("the lock is free"), "{}", unlocked.text());
+    assert!(holder.wait().expect("holder exits").code().is_some_and(|code| code != 0));
+    assert!(stack.slot_pids().is_empty(), "the stopped deploy left its candidate running");
+
     stack.run(&["deploy", "--target", "fly"]).failed(&["not implemented yet", "nothing was deployed"]);
     stack.run(&["rollback"]).failed(&["nothing was deployed"]);
 }

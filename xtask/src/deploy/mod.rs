@@ -82,7 +82,7 @@ pub(crate) fn run(args: &DeployArgs) -> Result<()> {
             return Ok(());
         }
         Some(DeployAction::Unlock { yes_stop_the_holder }) => {
-            if !yes_stop_the_holder {
+            if !yes_stop_the_holder && lock::is_held(&root)? {
                 bail!(
                     "unlocking stops the deploy holding the lock ({}): rerun with --yes-stop-the-holder",
                     lock::holder(&root)

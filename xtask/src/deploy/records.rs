@@ -107,5 +107,9 @@ pub(crate) fn who() -> String {
     ["GITHUB_ACTOR", "USER", "LOGNAME"]
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .or_else(|| {
+            let output = std::process::Command::new("id").arg("-un").output().ok()?;
+            Some(String::from_utf8_lossy(&output.stdout).trim().to_owned()).filter(|name| !name.is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
