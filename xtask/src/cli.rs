@@ -3,6 +3,10 @@
 use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::backup::BackupArgs;
+use crate::deploy::{DeployArgs, RootArg};
+use crate::restore::RestoreArgs;
+use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
 
 #[derive(Parser)]
@@ -39,8 +43,18 @@ pub(crate) enum Command {
     },
     /// Install the cargo tools the pipeline needs (skipping those already installed).
     Setup,
-    /// Ship the service (no deploy target is configured yet).
-    Deploy,
+    /// Ship the service through the deploy state machine (`--target host`); also status, lock, unlock.
+    Deploy(DeployArgs),
+    /// Put the previous release back into service (host target).
+    Rollback(RootArg),
+    /// Back up DATABASE_URL: pg_dump -Fc, verified, checksummed, old backups rotated.
+    Backup(BackupArgs),
+    /// Restore a backup over DATABASE_URL (a backup of the current data is taken first).
+    Restore(RestoreArgs),
+    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time.
+    RestoreDrill,
+    /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
+    Smoke(SmokeArgs),
 }
 
 #[derive(Args, Debug, Default)]

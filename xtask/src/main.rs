@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod backup;
 mod ci;
 mod cleanup;
 mod cli;
@@ -10,12 +11,16 @@ mod deploy;
 mod dev;
 mod diagnostics;
 mod generated;
+mod http_probe;
 mod openapi;
 mod pins;
 mod postgres;
 mod project;
 mod redis;
 mod report;
+mod restore;
+mod restore_drill;
+mod smoke;
 mod steps;
 mod tools;
 mod workflows;
@@ -34,7 +39,12 @@ fn main() -> ExitCode {
         Command::Workflows { check } => workflows::run(check),
         Command::Openapi { check } => openapi::run(check),
         Command::Setup => tools::setup(),
-        Command::Deploy => deploy::run(),
+        Command::Deploy(args) => deploy::run(&args),
+        Command::Rollback(root) => deploy::rollback(&root),
+        Command::Backup(args) => backup::run(&args),
+        Command::Restore(args) => restore::run(&args),
+        Command::RestoreDrill => restore_drill::run(),
+        Command::Smoke(args) => smoke::run(&args),
     };
     cleanup::run_all();
     match result {

@@ -13,6 +13,8 @@ use crate::project;
 
 /// GitHub shows only about ten annotations of a kind per step; more is noise.
 const MAX_ANNOTATIONS_PER_STEP: usize = 10;
+/// The width of the step column in the local table: the longest step name.
+pub(crate) const NAME_WIDTH: usize = 13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -137,13 +139,13 @@ fn coverage_line(coverage: Option<f64>) -> Option<String> {
 }
 
 fn table(results: &[StepResult], coverage: Option<f64>) -> String {
-    let mut out = format!("{:<10} {:<8} {:>8}\n", "step", "result", "time");
+    let mut out = format!("{:<NAME_WIDTH$} {:<8} {:>8}\n", "step", "result", "time");
     for result in results {
         let time = match result.outcome {
             Outcome::NotRun => String::new(),
             _ => format!("{:.1} s", result.elapsed.as_secs_f64()),
         };
-        let _ = writeln!(out, "{:<10} {:<8} {time:>8}", result.name, result.outcome.label());
+        let _ = writeln!(out, "{:<NAME_WIDTH$} {:<8} {time:>8}", result.name, result.outcome.label());
     }
     if let Some(line) = coverage_line(coverage) {
         let _ = writeln!(out, "{line}");

@@ -7,7 +7,7 @@ use xshell::{Shell, cmd};
 use crate::postgres::{self, Database};
 use crate::redis::{self, Redis};
 use crate::tools::{self, Tool};
-use crate::{audit, coverage, diagnostics, project, report::Report, workflows};
+use crate::{audit, coverage, diagnostics, project, report::Report, restore_drill, workflows};
 
 pub(crate) struct Step {
     pub(crate) name: &'static str,
@@ -50,6 +50,15 @@ pub(crate) const STEPS: &[Step] = &[
         tools: &[&tools::LLVM_COV],
         hint: "rerun the failing tests with `cargo xtask test NAME`",
         run: test,
+    },
+    Step {
+        name: "restore-drill",
+        about: "a backup of a migrated, seeded database restores into an identical copy",
+        needs_postgres: true,
+        needs_redis: false,
+        tools: &[],
+        hint: "reproduce with `DATABASE_URL=... cargo xtask restore-drill` against a migrated database",
+        run: restore_drill,
     },
     Step {
         name: "coverage",
@@ -228,6 +237,11 @@ pub(crate) fn test_without_coverage(extra: &[String]) -> Result<()> {
     Ok(())
 }
 
+fn restore_drill(ctx: &mut Context) -> Result<()> {
+    let database = ctx.database.as_ref().context("the restore drill runs with a database")?;
+    restore_drill::ci_step(&database.url)
+}
+
 fn coverage_gate(ctx: &mut Context) -> Result<()> {
     let summary: Utf8PathBuf = coverage::dir().join("summary.json");
     let percent = coverage::line_percent(&summary)?;
@@ -253,6 +267,7 @@ fn build(ctx: &mut Context) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report;
 
     #[test]
     fn step_names_are_unique_and_short() {
@@ -260,13 +275,13 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), STEPS.len());
-        assert!(STEPS.iter().all(|step| step.name.len() <= 10 && !step.hint.is_empty()));
+        assert!(STEPS.iter().all(|step| step.name.len() <= report::NAME_WIDTH && !step.hint.is_empty()));
     }
 
     #[test]
     fn steps_run_in_the_documented_order() {
         let names: Vec<_> = STEPS.iter().map(|step| step.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "test", "coverage", "audit", "workflows", "build"]);
+        assert_eq!(names, ["fmt", "clippy", "test", "restore-drill", "coverage", "audit", "workflows", "build"]);
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl Binaries {
         ["initdb", "pg_ctl", "postgres"].iter().all(|name| self.path(name).is_file())
     }
 
-    fn path(&self, name: &str) -> Utf8PathBuf {
+    pub(super) fn path(&self, name: &str) -> Utf8PathBuf {
         self.dir.join(name)
     }
 }

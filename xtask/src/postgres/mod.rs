@@ -1,8 +1,11 @@
 //! PostgreSQL for the tests: `DATABASE_URL` when set, else a throwaway cluster under `target/`, else a
 //! Docker container; whatever is started is stopped again on every way out.
 
+pub(crate) mod client;
 mod cluster;
 mod container;
+
+pub(crate) use cluster::process_alive;
 
 use anyhow::{Result, bail};
 
@@ -97,7 +100,7 @@ pub(crate) fn serve_until_interrupted() -> Result<()> {
 }
 
 /// The URL with any password replaced, for printing.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

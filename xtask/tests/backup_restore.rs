@@ -1,0 +1,166 @@
+//! `xtask backup`, `restore` and `restore-drill` as an operator runs them, each test on its own database
+//! of the server in `DATABASE_URL` (which `cargo xtask test` and `cargo xtask ci` set).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod support;
+use support::{Run, psql};
+
+/// A database of its own on the test server, dropped with this value.
+struct TestDatabase {
+    server: String,
+    name: String,
+    url: String,
+    dir: PathBuf,
+}
+
+impl TestDatabase {
+    fn new(test: &str) -> Self {
+        let server = std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)");
+        let name = format!("xtask_{test}_{}", std::process::id());
+        let (base, _) = server.rsplit_once('/').expect("a URL with a database name");
+        let url = format!("{base}/{name}");
+        psql(&server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        Self { server, name, url, dir }
+    }
+
+    fn seeded(test: &str) -> Self {
+        let database = Self::new(test);
+        database.sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); INSERT INTO notes SELECT n, 'note ' || n FROM generate_series(1, 50) n");
+        database
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    fn xtask(&self, args: &[&str]) -> Run {
+        Run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env_remove("APP_ENV")
+            .current_dir(Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .output()
+            .expect("xtask runs"))
+    }
+
+    fn backups(&self) -> Vec<PathBuf> {
+        let mut dumps: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        dumps.retain(|path| path.extension().is_some_and(|ext| ext == "dump"));
+        dumps.sort();
+        dumps
+    }
+
+    fn dir_arg(&self) -> &str {
+        self.dir.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        psql(&self.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn backups_are_verified_checksummed_and_rotated_by_count() {
+    let database = TestDatabase::seeded("backup");
+    for _ in 0..3 {
+        database.xtask(&["backup", "--dir", database.dir_arg(), "--keep", "2"]).ok();
+    }
+    let backups = database.backups();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    for dump in &backups {
+        let checksum = format!("{}.sha256", dump.display());
+        let check = Command::new("sha256sum").arg("--check").arg(&checksum).current_dir(&database.dir).output();
+        assert!(check.expect("sha256sum").status.success(), "{checksum} does not verify its dump");
+        let list = Command::new("pg_restore").arg("--list").arg(dump).output().expect("pg_restore");
+        assert!(String::from_utf8_lossy(&list.stdout).contains("TABLE DATA public notes"));
+    }
+    assert!(!database.dir.read_dir().expect("dir").flatten().any(|e| e.path().to_string_lossy().ends_with(".partial")));
+}
+
+#[test]
+fn a_restore_needs_confirmation_twice_for_production_and_saves_the_data_it_replaces() {
+    let database = TestDatabase::seeded("restore");
+    database.xtask(&["backup", "--dir", database.dir_arg()]).ok();
+    let dump = database.backups().pop().expect("a backup");
+    let dump = dump.to_str().expect("utf-8");
+    database.sql("DELETE FROM notes WHERE id > 10; INSERT INTO notes VALUES (1000, 'after the backup')");
+
+    database.xtask(&["restore", dump]).failed(&[dump, "--yes"]);
+    database.xtask(&["restore", dump, "--yes", "--production"]).failed(&["--i-know-this-is-production"]);
+    let production = Run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["restore", dump, "--yes"])
+        .env("DATABASE_URL", &database.url)
+        .env("APP_ENV", "production")
+        .output()
+        .expect("xtask runs"));
+    production.failed(&["--i-know-this-is-production"]);
+    assert_eq!(database.sql("SELECT count(*) FROM notes"), "11", "a refused restore changed the data");
+
+    let run = database.xtask(&["restore", dump, "--yes", "--dir", database.dir_arg()]).ok();
+    assert!(run.text().contains("to go back: cargo xtask restore"), "{}", run.text());
+    assert_eq!(database.sql("SELECT count(*), max(id) FROM notes"), "50|50");
+
+    // The pre-restore backup holds the data the restore replaced.
+    let before = database.backups().pop().expect("pre-restore backup");
+    let list = Command::new("pg_restore").arg("--data-only").arg("--file=-").arg(&before).output().expect("pg_restore");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("after the backup"));
+}
+
+#[test]
+fn a_missing_damaged_or_foreign_file_is_refused_with_the_file_and_the_fix() {
+    let database = TestDatabase::seeded("badinput");
+    let missing = database.dir.join("db-nope.dump");
+    let missing = missing.to_str().expect("utf-8");
+    database.xtask(&["restore", missing, "--yes"]).failed(&[missing, "does not exist", "cargo xtask backup"]);
+
+    database.xtask(&["backup", "--dir", database.dir_arg()]).ok();
+    let dump = database.backups().pop().expect("a backup");
+    let mut bytes = std::fs::read(&dump).expect("read");
+    bytes.push(b'!');
+    std::fs::write(&dump, &bytes).expect("write");
+    let name = dump.to_str().expect("utf-8");
+    database.xtask(&["restore", name, "--yes"]).failed(&[
+        name,
+        "does not match its checksum",
+        "restore another backup",
+    ]);
+
+    let text = database.dir.join("db-notes.dump");
+    std::fs::write(&text, "just some text\n").expect("write");
+    let text_name = text.to_str().expect("utf-8");
+    database.xtask(&["restore", text_name, "--yes"]).failed(&[&format!("{text_name}.sha256 is missing")]);
+    let sum = Command::new("sha256sum").arg(&text).output().expect("sha256sum");
+    std::fs::write(format!("{text_name}.sha256"), &sum.stdout).expect("write");
+    database
+        .xtask(&["restore", text_name, "--yes"])
+        .failed(&[text_name, "not a readable PostgreSQL custom-format dump"]);
+    assert_eq!(database.sql("SELECT count(*) FROM notes"), "50");
+}
+
+#[test]
+fn the_drill_restores_an_identical_copy_reports_the_time_and_leaves_nothing_behind() {
+    let database = TestDatabase::seeded("drill");
+    let run = database.xtask(&["restore-drill"]).ok();
+    assert!(run.text().contains("1 tables, 50 rows identical after restore; time to restore: "), "{}", run.text());
+    let leftovers = psql(&database.server, "SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_drill_%'");
+    assert_eq!(leftovers, "0", "the scratch database was not dropped");
+}
+
+#[test]
+fn the_drill_refuses_a_database_without_tables_and_backups_need_a_database_url() {
+    let database = TestDatabase::new("drillempty");
+    database.xtask(&["restore-drill"]).failed(&["no tables", "app migrate"]);
+    let run =
+        Run(Command::new(env!("CARGO_BIN_EXE_xtask")).arg("backup").env_remove("DATABASE_URL").output().expect("runs"));
+    run.failed(&["DATABASE_URL is not set"]);
+}

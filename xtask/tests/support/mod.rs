@@ -1,0 +1,54 @@
+//! What the process-level tests share: an xtask run's output, psql, free ports and the service binary.
+#![allow(dead_code)] // each test crate uses its own part
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The output of one xtask run.
+pub(crate) struct Run(pub(crate) Output);
+
+impl Run {
+    pub(crate) fn text(&self) -> String {
+        format!("{}{}", String::from_utf8_lossy(&self.0.stdout), String::from_utf8_lossy(&self.0.stderr))
+    }
+
+    pub(crate) fn ok(self) -> Self {
+        assert!(self.0.status.success(), "{}", self.text());
+        self
+    }
+
+    /// Asserts a failure whose output names every one of `expected`.
+    pub(crate) fn failed(self, expected: &[&str]) -> Self {
+        assert!(!self.0.status.success(), "succeeded: {}", self.text());
+        for part in expected {
+            assert!(self.text().contains(part), "missing {part:?} in:\n{}", self.text());
+        }
+        self
+    }
+}
+
+/// Runs `sql` on `url`; the rows, trimmed, columns separated by `|`.
+pub(crate) fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set", "ON_ERROR_STOP=1"])
+        .args(["--dbname", url, "--command", sql])
+        .output()
+        .expect("psql runs");
+    assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// The service binary, built beside the xtask by a workspace test run (built here otherwise).
+pub(crate) fn app_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_xtask")).with_file_name("app");
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        assert!(Command::new(cargo).args(["build", "--package", "app"]).status().expect("cargo runs").success());
+    }
+    path
+}
