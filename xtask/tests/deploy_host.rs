@@ -113,6 +113,24 @@ impl Stack {
         path
     }
 
+    /// A deploy, running in the background, of a release that never gets healthy: it holds the lock
+    /// in HEALTHY until its health timeout.
+    fn deploy_stuck_in_healthy(&self) -> Child {
+        let hangs = self.script("hangs", "exec sleep 600");
+        let child = self
+            .xtask(&["deploy", "--target", "host", "--release", "hangs", "--binary", hangs.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("xtask runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(self.root.join("journal.json")).is_ok_and(|journal| journal.contains("HEALTHY"))
+        {
+            assert!(Instant::now() < deadline, "the deploy never reached HEALTHY");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
     /// GET through nginx: the release that answered.
     fn serving(&self) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
@@ -349,17 +367,7 @@ fn a_killed_deploy_holds_off_others_and_is_recovered_by_the_next() {
     let stack = Stack::new("killed");
     let app = app_binary();
     stack.deploy("good", &app).ok();
-    let hangs = stack.script("hangs", "exec sleep 600");
-    let mut first = stack
-        .xtask(&["deploy", "--target", "host", "--release", "hangs", "--binary", hangs.to_str().expect("utf-8")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("xtask runs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(stack.root.join("journal.json")).is_ok_and(|journal| journal.contains("HEALTHY")) {
-        assert!(Instant::now() < deadline, "the deploy never reached HEALTHY");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = stack.deploy_stuck_in_healthy();
     stack.deploy("second", &app).failed(&["another deploy holds the lock", &format!("\"pid\":{}", first.id())]);
     assert!(stack.run(&["deploy", "lock"]).ok().text().contains("HELD"));
 
@@ -378,17 +386,7 @@ fn a_killed_deploy_holds_off_others_and_is_recovered_by_the_next() {
 fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing() {
     let stack = Stack::new("unlock");
     assert!(stack.run(&["deploy", "unlock"]).ok().text().contains("the lock is free"));
-    let hangs = stack.script("hangs", "exec sleep 600");
-    let mut holder = stack
-        .xtask(&["deploy", "--target", "host", "--release", "hangs", "--binary", hangs.to_str().expect("utf-8")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("xtask runs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(stack.root.join("journal.json")).is_ok_and(|journal| journal.contains("HEALTHY")) {
-        assert!(Instant::now() < deadline, "the deploy never reached HEALTHY");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut holder = stack.deploy_stuck_in_healthy();
     stack.run(&["deploy", "unlock"]).failed(&["--yes-stop-the-holder", &format!("\"pid\":{}", holder.id())]);
     let unlocked = stack.run(&["deploy", "unlock", "--yes-stop-the-holder"]).ok();
     assert!(unlocked.text().contains("the lock is free"), "{}", unlocked.text());
