@@ -12,6 +12,10 @@ const GOOD_KEY: &str = "Zq8x1Lr4Vt7Yb2Nc5Md9Kf3Hg6Jw0Pa8Se1Ru4Ti7Oy2Uz5Xv9Qm3";
 fn binary(vars: &[(&str, &str)], args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
     command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // Under coverage the binary must keep writing its profile where the instrumented run collects it.
+    if let Ok(profile) = std::env::var("LLVM_PROFILE_FILE") {
+        command.env("LLVM_PROFILE_FILE", profile);
+    }
     for (key, value) in vars {
         command.env(key, value);
     }

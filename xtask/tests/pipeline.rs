@@ -2,8 +2,12 @@
 //! checks it, which is named with its fix; on GitHub Actions the output is grouped, annotated and
 //! summarised.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::Run;
 
 const FORMATTED: &str = "pub fn answer() -> u32 {\n    42\n}\n";
 
@@ -67,18 +71,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Run(Output);
-
-impl Run {
-    fn text(&self) -> String {
-        format!("{}{}", String::from_utf8_lossy(&self.0.stdout), String::from_utf8_lossy(&self.0.stderr))
-    }
-
-    fn succeeded(&self) -> bool {
-        self.0.status.success()
     }
 }
 

@@ -13,6 +13,10 @@ impl Run {
         format!("{}{}", String::from_utf8_lossy(&self.0.stdout), String::from_utf8_lossy(&self.0.stderr))
     }
 
+    pub(crate) fn succeeded(&self) -> bool {
+        self.0.status.success()
+    }
+
     pub(crate) fn ok(self) -> Self {
         assert!(self.0.status.success(), "{}", self.text());
         self
