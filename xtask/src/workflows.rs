@@ -181,7 +181,8 @@ fn deploy_job() -> Job {
         // Deploys queue behind each other; one is never cancelled half-way.
         concurrency: Some(Concurrency { group: "deploy-production", cancel_in_progress: Value::Bool(false) }),
         services: BTreeMap::new(),
-        env: BTreeMap::new(),
+        // The target is configuration (a repository or environment variable), passed through `env:`.
+        env: BTreeMap::from([("DEPLOY_TARGET", "${{ vars.DEPLOY_TARGET }}")]),
         // No cache restore here: what ships is built from a clean state.
         steps: vec![Step::checkout(), Step::toolchain(), Step::run("Deploy", "cargo xtask deploy")],
     }
@@ -324,6 +325,7 @@ mod tests {
         let steps = deploy["steps"].as_sequence().expect("steps");
         assert!(steps.iter().all(|step| !step["uses"].as_str().unwrap_or("").starts_with("actions/cache")));
         assert!(steps.iter().any(|step| step["run"] == "cargo xtask deploy"));
+        assert_eq!(deploy["env"]["DEPLOY_TARGET"], Value::from("${{ vars.DEPLOY_TARGET }}"));
     }
 
     #[test]
