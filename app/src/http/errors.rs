@@ -89,9 +89,7 @@ pub async fn render(request: Request, next: Next) -> Response {
     let body = Json(json!({ "error": { "code": error.code, "message": error.message, "request_id": request_id } }));
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let mut response = Response::from_parts(parts, axum::body::Body::empty());
-    *response.body_mut() = body.into_response().into_body();
-    response
+    Response::from_parts(parts, body.into_response().into_body())
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
