@@ -172,12 +172,18 @@ fn runner_args(coverage: bool, extra: &[String], threads: usize) -> Vec<String> 
     };
     let mut args: Vec<String> = prefix.iter().map(|arg| (*arg).to_owned()).collect();
     args.extend(["--workspace", "--locked", "--no-fail-fast"].map(String::from));
-    args.extend(extra.iter().cloned());
     let threads = ["--test-threads".to_owned(), threads.to_string()];
-    if !nextest {
-        args.push("--".to_owned());
+    // nextest takes the cap as its own option, before any `--` of the caller's; libtest after one.
+    if nextest {
+        args.extend(threads);
+        args.extend(extra.iter().cloned());
+    } else {
+        args.extend(extra.iter().cloned());
+        if !extra.iter().any(|arg| arg == "--") {
+            args.push("--".to_owned());
+        }
+        args.extend(threads);
     }
-    args.extend(threads);
     args
 }
 
@@ -291,5 +297,14 @@ mod tests {
         assert!(args.iter().any(|arg| arg == "health"));
         let threads = args.iter().position(|arg| arg == "--test-threads").expect("thread cap passed");
         assert_eq!(args[threads + 1], "3");
+
+        // A caller's `-- filter --nocapture` reaches the test binaries, whichever runner is installed.
+        let args = runner_args(false, &["--".to_owned(), "--nocapture".to_owned()], 2);
+        assert_eq!(args.iter().filter(|arg| *arg == "--").count(), 1, "{args:?}");
+        let (threads, dashes) = (
+            args.iter().position(|arg| arg == "--test-threads").expect("thread cap passed"),
+            args.iter().position(|arg| arg == "--").expect("--"),
+        );
+        assert_eq!(threads < dashes, tools::nextest_installed(), "{args:?}");
     }
 }

@@ -60,7 +60,7 @@ impl Stack {
         let (base, _) = server.rsplit_once('/').expect("a database name");
         let env = format!(
             "APP_ENV=production\nDATABASE_URL={base}/{database}\nSECRET_KEY=deploy-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz\n\
-             ALLOWED_HOSTS=app.test\nTRUSTED_PROXIES=127.0.0.1/32\nSILENCED_CHECKS=security.W021\nDRAIN_DELAY=1s\nSHUTDOWN_TIMEOUT=5s\nCSP_REPORTS_PER_MINUTE=1000000\nLOG_FORMAT=json\n\
+             ALLOWED_HOSTS=app.test\nTRUSTED_PROXIES=127.0.0.1/32\nSILENCED_CHECKS=security.W021\nDRAIN_DELAY=1s\nSHUTDOWN_TIMEOUT=5s\nAPI_LIMIT_PER_CALLER=1000000/1m\nLOG_FORMAT=json\n\
              DEPLOY_BLUE_ADDR=127.0.0.1:{blue}\nDEPLOY_GREEN_ADDR=127.0.0.1:{green}\n\
              DEPLOY_BLUE_METRICS_ADDR=127.0.0.1:{}\nDEPLOY_GREEN_METRICS_ADDR=127.0.0.1:{}\n\
              DEPLOY_UPSTREAM_FILE={c}/upstream.conf\nDEPLOY_NGINX_RELOAD=nginx -p {c} -c {c}/nginx.conf -s reload\nDEPLOY_NGINX_PID_FILE={c}/nginx.pid\n\
@@ -80,6 +80,11 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(50));
         }
         stack
+    }
+
+    fn database_url(&self) -> String {
+        let (base, _) = self.server.rsplit_once('/').expect("a database name");
+        format!("{base}/{}", self.database)
     }
 
     fn root(&self) -> &str {
@@ -176,6 +181,8 @@ struct Tally {
     ok: AtomicU64,
     unexpected: AtomicU64,
     errors: AtomicU64,
+    /// POSTs answered 201: each must be a row in the database.
+    created: AtomicU64,
 }
 
 impl Tally {
@@ -184,73 +191,108 @@ impl Tally {
     }
 }
 
-/// Reads one response from a keep-alive connection: its status (bodies have a Content-Length).
-fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
+/// One response from a connection: its status, `Set-Cookie` and body (every body has a Content-Length).
+struct Response {
+    status: u16,
+    cookie: Option<String>,
+    body: String,
+}
+
+fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
     }
     let status = line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let mut length = 0;
+    let (mut length, mut cookie) = (0, None);
     loop {
         line.clear();
         reader.read_line(&mut line)?;
         if line.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("set-cookie") {
+                cookie = value.trim().split(';').next().map(str::to_owned);
+            }
         }
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    Ok(status)
+    Ok(Response { status, cookie, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
-const REPORT: &str = r#"{"csp-report":{"document-uri":"https://app.test/","violated-directive":"script-src"}}"#;
-
-fn request(method: &str, keep_alive: bool) -> String {
+/// A request with a JSON body (if any) and extra header lines.
+fn request(method: &str, path: &str, headers: &str, body: &str, keep_alive: bool) -> String {
     let connection = if keep_alive { "keep-alive" } else { "close" };
-    if method == "POST" {
-        format!(
-            "POST /csp-report HTTP/1.1\r\nHost: app.test\r\nConnection: {connection}\r\nContent-Type: application/csp-report\r\nContent-Length: {}\r\n\r\n{REPORT}",
-            REPORT.len()
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+    };
+    format!("{method} {path} HTTP/1.1\r\nHost: app.test\r\nConnection: {connection}\r\n{headers}{content}\r\n{body}")
+}
+
+/// One request on a fresh connection.
+fn exchange(port: u16, request: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request.as_bytes())?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// An account, its session and an API token, made through nginx as a client would: the bearer header.
+fn api_token(port: u16) -> String {
+    let account = r#"{"email":"load@example.com","password":"plum kettle orbit 7"}"#;
+    let signed_up = exchange(port, &request("POST", "/api/v1/accounts", "", account, false)).expect("sign up");
+    assert_eq!(signed_up.status, 201, "{}", signed_up.body);
+    let session = exchange(port, &request("POST", "/api/v1/session", "", account, false)).expect("log in");
+    let cookie = session.cookie.expect("a session cookie");
+    let headers = format!("Cookie: {cookie}\r\nSec-Fetch-Site: same-origin\r\n");
+    let token =
+        exchange(port, &request("POST", "/api/v1/tokens", &headers, r#"{"name":"load"}"#, false)).expect("token");
+    assert_eq!(token.status, 201, "{}", token.body);
+    let token: serde_json::Value = serde_json::from_str(&token.body).expect("JSON");
+    format!("Authorization: Bearer {}\r\n", token["token"].as_str().expect("a token"))
+}
+
+/// The load's mix: odd requests create a note (201), even ones read /healthz (200).
+fn nth_request(n: u64, auth: &str, keep_alive: bool) -> (String, u16) {
+    if n.is_multiple_of(2) {
+        (
+            request("POST", "/api/v1/notes", auth, r#"{"title":"load","body":"written during a deploy"}"#, keep_alive),
+            201,
         )
     } else {
-        format!("GET /healthz HTTP/1.1\r\nHost: app.test\r\nConnection: {connection}\r\n\r\n")
+        (request("GET", "/healthz", "", "", keep_alive), 200)
     }
 }
 
-/// Clients with no retries: fresh connections (GET and POST) and keep-alive connections, until `stop`.
-fn load(port: u16, stop: &Arc<AtomicBool>) -> (Arc<Tally>, Arc<Tally>, Vec<std::thread::JoinHandle<()>>) {
+/// Clients with no retries: fresh connections and keep-alive connections, GET and POST, until `stop`.
+fn load(port: u16, auth: &str, stop: &Arc<AtomicBool>) -> (Arc<Tally>, Arc<Tally>, Vec<std::thread::JoinHandle<()>>) {
     let (fresh, kept) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
     let mut threads = Vec::new();
     for worker in 0..4 {
-        let (stop, tally) = (Arc::clone(stop), Arc::clone(&fresh));
+        let (stop, tally, auth) = (Arc::clone(stop), Arc::clone(&fresh), auth.to_owned());
         threads.push(std::thread::spawn(move || {
-            let mut n = 0_u64;
+            let mut n = worker;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let method = if (n + worker).is_multiple_of(2) { "POST" } else { "GET" };
-                let outcome = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
-                    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-                    stream.write_all(request(method, false).as_bytes())?;
-                    read_response(&mut BufReader::new(stream))
-                });
-                count(&tally, &outcome);
+                let (request, expected) = nth_request(n, &auth, false);
+                count(&tally, &exchange(port, &request), expected);
             }
         }));
     }
     for _ in 0..2 {
-        let (stop, tally) = (Arc::clone(stop), Arc::clone(&kept));
+        let (stop, tally, auth) = (Arc::clone(stop), Arc::clone(&kept), auth.to_owned());
         threads.push(std::thread::spawn(move || {
             let mut connection: Option<(TcpStream, BufReader<TcpStream>)> = None;
             let mut n = 0_u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let method = if n.is_multiple_of(2) { "POST" } else { "GET" };
+                let (request, expected) = nth_request(n, &auth, true);
                 if connection.is_none() {
                     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
                     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
@@ -258,20 +300,25 @@ fn load(port: u16, stop: &Arc<AtomicBool>) -> (Arc<Tally>, Arc<Tally>, Vec<std::
                     connection = Some((stream, reader));
                 }
                 let (stream, reader) = connection.as_mut().expect("connected");
-                let outcome = stream.write_all(request(method, true).as_bytes()).and_then(|()| read_response(reader));
+                let outcome = stream.write_all(request.as_bytes()).and_then(|()| read_response(reader));
                 if outcome.is_err() {
                     connection = None;
                 }
-                count(&tally, &outcome);
+                count(&tally, &outcome, expected);
             }
         }));
     }
     (fresh, kept, threads)
 }
 
-fn count(tally: &Tally, outcome: &std::io::Result<u16>) {
+fn count(tally: &Tally, outcome: &std::io::Result<Response>, expected: u16) {
     match outcome {
-        Ok(200 | 204) => tally.ok.fetch_add(1, Ordering::SeqCst),
+        Ok(response) if response.status == expected => {
+            if expected == 201 {
+                tally.created.fetch_add(1, Ordering::SeqCst);
+            }
+            tally.ok.fetch_add(1, Ordering::SeqCst)
+        }
         Ok(_) => tally.unexpected.fetch_add(1, Ordering::SeqCst),
         Err(_) => tally.errors.fetch_add(1, Ordering::SeqCst),
     };
@@ -300,8 +347,9 @@ fn a_deploy_under_load_fails_no_request_and_a_rollback_brings_the_previous_relea
     assert!(first.text().contains("backed up to"), "the first deploy has migrations pending: {}", first.text());
     assert_eq!(stack.serving(), "r1");
 
+    let auth = api_token(stack.port);
     let stop = Arc::new(AtomicBool::new(false));
-    let (fresh, kept, threads) = load(stack.port, &stop);
+    let (fresh, kept, threads) = load(stack.port, &auth, &stop);
     std::thread::sleep(Duration::from_millis(500));
     let second = stack.deploy("r2", &app).ok();
     std::thread::sleep(Duration::from_millis(500));
@@ -321,6 +369,11 @@ fn a_deploy_under_load_fails_no_request_and_a_rollback_brings_the_previous_relea
     assert_eq!(kept_unexpected, 0, "keep-alive clients got unexpected statuses");
     // What reloads do to idle keep-alive client connections (REFERENCES §5): counted, at most a few.
     assert!(kept_errors <= 4, "{kept_errors} keep-alive connections reset");
+    let created = fresh.created.load(Ordering::SeqCst) + kept.created.load(Ordering::SeqCst);
+    let rows: u64 = psql(&stack.database_url(), "SELECT count(*) FROM notes").parse().expect("a count");
+    println!("notes: {created} POSTs answered 201, {rows} rows");
+    assert!(created > 50, "too few POSTs to prove anything");
+    assert_eq!(rows, created, "every note answered 201 is stored, and only those");
 
     let status = stack.run(&["deploy", "status"]).ok();
     assert!(status.text().contains("serving: r2 in the green slot (previous: r1)"), "{}", status.text());
