@@ -10,6 +10,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::listen::Listen;
+
 /// Where the service runs. Staging and production are *deployed*: they get the strict defaults and
 /// refuse to start on an unsafe configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +166,7 @@ pub struct Config {
     /// Which release this process is (`APP_RELEASE`), reported by the health endpoints so that a
     /// deploy can tell the candidate from the old release.
     pub release: String,
-    pub listen_addr: SocketAddr,
+    pub listen_addr: Listen,
     pub metrics_addr: SocketAddr,
     pub database: DatabaseConfig,
     pub security: SecurityConfig,
@@ -344,9 +346,10 @@ impl Config {
         let deployed = environment.is_deployed();
         let release = env.string("APP_RELEASE", env!("CARGO_PKG_VERSION"));
 
-        let listen_addr = env.parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)), "0.0.0.0:8000");
+        let listen_addr =
+            env.parse("LISTEN_ADDR", Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8000))), "0.0.0.0:8000");
         let metrics_addr = env.parse("METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9090)), "127.0.0.1:9090");
-        if listen_addr == metrics_addr {
+        if listen_addr == Listen::Tcp(metrics_addr) {
             env.problem(
                 "METRICS_ADDR",
                 "is the same address as LISTEN_ADDR",

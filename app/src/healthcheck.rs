@@ -1,13 +1,14 @@
 //! `app healthcheck`: asks the local server's `/healthz`, for a container `HEALTHCHECK` (the image
-//! needs no curl). Plain HTTP/1.1 over TCP is all it takes.
+//! needs no curl). Plain HTTP/1.1 over TCP or the unix socket is all it takes.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::Config;
+use crate::listen::Listen;
 use crate::server::local_address;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,17 +24,20 @@ fn host(config: &Config) -> String {
 }
 
 pub async fn probe(config: &Config) -> Result<()> {
-    let address = local_address(config.listen_addr);
+    let address = match &config.listen_addr {
+        Listen::Tcp(addr) => Listen::Tcp(local_address(*addr)),
+        unix @ Listen::Unix(_) => unix.clone(),
+    };
     let request = format!(
         "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: app-healthcheck\r\n\r\n",
         host(config)
     );
     let exchange = async {
-        let mut stream = TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut head = vec![0; 512];
-        let read = stream.read(&mut head).await?;
-        anyhow::Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+        let head = match &address {
+            Listen::Tcp(addr) => exchange(TcpStream::connect(addr).await, &request).await,
+            Listen::Unix(path) => exchange(UnixStream::connect(path).await, &request).await,
+        };
+        head.with_context(|| format!("asking {address}"))
     };
     let response = tokio::time::timeout(TIMEOUT, exchange)
         .await
@@ -43,4 +47,16 @@ pub async fn probe(config: &Config) -> Result<()> {
         bail!("{address}/healthz answered {status:?}");
     }
     Ok(())
+}
+
+/// Sends `request` and returns the start of the response.
+async fn exchange(
+    stream: std::io::Result<impl AsyncRead + AsyncWrite + Unpin>,
+    request: &str,
+) -> std::io::Result<String> {
+    let mut stream = stream?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = vec![0; 512];
+    let read = stream.read(&mut head).await?;
+    Ok(String::from_utf8_lossy(&head[..read]).into_owned())
 }

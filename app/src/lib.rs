@@ -8,6 +8,7 @@ pub mod db;
 pub mod health;
 pub mod healthcheck;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod notes;
 pub mod openapi;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
+use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -18,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::listen::{self, Listen, Peer};
 use crate::state::AppState;
 
 /// How long a slow client may take to send its request head, and how long shutdown waits.
@@ -28,28 +30,23 @@ pub struct Timeouts {
 }
 
 /// Serves `router` on `listener` until `stop_accepting` resolves, then waits for in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
+/// (The listener backs off by itself when accepting fails, e.g. when out of file descriptors.)
+pub async fn serve<L: Listener>(
+    mut listener: L,
     router: Router,
     timeouts: Timeouts,
     stop_accepting: impl Future<Output = ()>,
-) {
+) where
+    L::Addr: Peer,
+{
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
     tokio::pin!(stop_accepting);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = listener.accept() => {
+                let peer = peer.socket_addr();
                 let service = router.clone().map_request(move |mut request: Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
@@ -101,21 +98,35 @@ pub async fn drain_after(signal: impl Future<Output = ()>, state: AppState, dela
 /// `app serve`: the public listener and the metrics listener, until a termination signal.
 pub async fn run(state: AppState) -> Result<()> {
     let config = state.config.clone();
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("binding LISTEN_ADDR={}", config.listen_addr))?;
     let metrics = TcpListener::bind(config.metrics_addr)
         .await
         .with_context(|| format!("binding METRICS_ADDR={}", config.metrics_addr))?;
     let router = crate::http::router(state.clone())?;
-    let metrics_task = tokio::spawn(axum::serve(metrics, crate::metrics::router(state.clone())).into_future());
-    tracing::info!(listen = %config.listen_addr, metrics = %config.metrics_addr, environment = config.environment.as_str(), "serving");
     let timeouts =
         Timeouts { header_read: config.limits.header_read_timeout, shutdown: config.lifecycle.shutdown_timeout };
-    serve(listener, router, timeouts, drain_after(termination(), state, config.lifecycle.drain_delay)).await;
+    let stop_accepting = drain_after(termination(), state.clone(), config.lifecycle.drain_delay);
+    let metrics_task = tokio::spawn(axum::serve(metrics, crate::metrics::router(state)).into_future());
+    match &config.listen_addr {
+        Listen::Tcp(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding LISTEN_ADDR={addr}"))?;
+            serving(&config);
+            serve(listener, router, timeouts, stop_accepting).await;
+        }
+        Listen::Unix(path) => {
+            let listener = listen::bind_unix(path)?;
+            serving(&config);
+            serve(listener, router, timeouts, stop_accepting).await;
+            // Nothing listens here any more: a proxy connecting through the path is refused at once.
+            let _ = std::fs::remove_file(path);
+        }
+    }
     metrics_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+fn serving(config: &crate::config::Config) {
+    tracing::info!(listen = %config.listen_addr, metrics = %config.metrics_addr, environment = config.environment.as_str(), "serving");
 }
 
 /// The address to reach a listener bound to `addr` from this host.

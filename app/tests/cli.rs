@@ -91,19 +91,18 @@ fn serve_refuses_an_unsafe_production_configuration_naming_every_problem() {
     }
 }
 
-#[test]
-fn serve_answers_healthcheck_and_exits_zero_on_sigterm() {
+/// `serve` on `listen` until `healthcheck` passes, then SIGTERM: exit 0. Returns the log lines.
+fn serve_until_healthy_then_terminate(listen: &str) -> String {
     let database = std::env::var("DATABASE_URL").expect("DATABASE_URL (run through `cargo xtask test`)");
-    let (port, metrics_port) = (free_port(), free_port());
-    let listen = format!("127.0.0.1:{port}");
-    let metrics = format!("127.0.0.1:{metrics_port}");
+    let metrics = format!("127.0.0.1:{}", free_port());
     let vars = [
         ("APP_ENV", "development"),
         ("DATABASE_URL", database.as_str()),
         ("MIGRATE_ON_START", "false"),
-        ("LISTEN_ADDR", listen.as_str()),
+        ("LISTEN_ADDR", listen),
         ("METRICS_ADDR", metrics.as_str()),
         ("LOG_FORMAT", "json"),
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
     ];
     let server = binary(&vars, &["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("serve starts");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -114,13 +113,35 @@ fn serve_answers_healthcheck_and_exits_zero_on_sigterm() {
     assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill").success());
     let output = server.wait_with_output().expect("exits");
     assert!(output.status.success(), "{}", text(&output));
-    let logs = String::from_utf8_lossy(&output.stdout);
+    let logs = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         logs.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()),
         "JSON lines only:\n{logs}"
     );
     assert!(logs.contains("\"path\":\"/healthz\""), "the healthcheck was logged:\n{logs}");
     assert!(!binary(&vars, &["healthcheck"]).status().expect("runs").success(), "nothing listens any more");
+    logs
+}
+
+#[test]
+fn serve_answers_healthcheck_and_exits_zero_on_sigterm() {
+    serve_until_healthy_then_terminate(&format!("127.0.0.1:{}", free_port()));
+}
+
+#[test]
+fn serve_listens_on_a_unix_socket_replacing_a_stale_one_and_removes_it_on_exit() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let socket = dir.join("app.sock");
+    // What a killed server leaves behind: the socket file, nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind"));
+    assert!(socket.exists());
+    let logs = serve_until_healthy_then_terminate(&format!("unix:{}", socket.display()));
+    assert!(logs.contains(&format!("unix:{}", socket.display())), "the address is logged:\n{logs}");
+    // A peer on the socket runs on this host: it counts as 127.0.0.1.
+    assert!(logs.contains("\"remote_ip\":\"127.0.0.1\""), "{logs}");
+    assert!(!socket.exists(), "the socket file was left behind");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! One HTTP request at a time, for probing a deployed service: plain HTTP/1.1 over a `TcpStream` for
-//! `http://`, the `curl` command for `https://` (the xtask carries no TLS stack). Redirects are not
-//! followed: the probes look at exactly what the server answered.
+//! `http://` or over a unix socket, the `curl` command for `https://` (the xtask carries no TLS stack).
+//! Redirects are not followed: the probes look at exactly what the server answered.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs as _};
+use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -102,16 +103,26 @@ fn send_plain(target: &Target, request: &Request<'_>) -> Result<Reply> {
         .with_context(|| format!("resolving {}", target.host))?
         .next()
         .with_context(|| format!("{} resolves to no address", target.host))?;
-    let mut stream =
-        TcpStream::connect_timeout(&address, TIMEOUT).with_context(|| format!("connecting to {address}"))?;
+    let stream = TcpStream::connect_timeout(&address, TIMEOUT).with_context(|| format!("connecting to {address}"))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
+    exchange(stream, request).with_context(|| format!("sending to {address}"))
+}
+
+/// Sends `request` to the server listening on the unix socket `path`.
+pub(crate) fn send_unix(path: &camino::Utf8Path, request: &Request<'_>) -> Result<Reply> {
+    let stream = UnixStream::connect(path).with_context(|| format!("connecting to {path}"))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    exchange(stream, request).with_context(|| format!("sending to {path}"))
+}
+
+fn exchange(mut stream: impl Read + Write, request: &Request<'_>) -> Result<Reply> {
     let mut head =
         format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", request.method, request.path, request.host);
     for (name, value) in request.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).with_context(|| format!("sending to {address}"))?;
+    stream.write_all(head.as_bytes())?;
     let mut received = Vec::new();
     // A reset after a complete head (or before any byte) still tells us what we need.
     let _ = stream.read_to_end(&mut received);

@@ -1,6 +1,9 @@
 //! The host target's configuration: `<root>/deploy.env`, `KEY=VALUE` lines as systemd's
 //! `EnvironmentFile` reads them. `DEPLOY_*` keys set up the deploy; every other key is the service's
 //! environment (deploy/env.example), passed to each slot.
+//!
+//! The slots listen on unix sockets under `<root>/run/`, and nginx connects through the `live.sock` and
+//! `standby.sock` links (deploy/nginx/upstream.conf), so the deploy needs no settings for nginx at all.
 
 use std::time::Duration;
 
@@ -9,18 +12,25 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::slots::Slot;
 
+/// The `DEPLOY_*` keys deploy.env may set, with their defaults.
+const SETTINGS: [(&str, &str); 6] = [
+    ("DEPLOY_BLUE_METRICS_ADDR", "127.0.0.1:9001"),
+    ("DEPLOY_GREEN_METRICS_ADDR", "127.0.0.1:9002"),
+    ("DEPLOY_KEEP_RELEASES", "5"),
+    ("DEPLOY_HEALTH_TIMEOUT", "30"),
+    ("DEPLOY_VERIFY_SECONDS", "10"),
+    ("DEPLOY_STOP_TIMEOUT", "60"),
+];
+
+/// A socket path longer than this does not fit in `sockaddr_un` (108 bytes with its terminator).
+const MAX_SOCKET_PATH: usize = 100;
+
 #[derive(Debug, Clone)]
 pub(crate) struct HostConfig {
     pub(crate) root: Utf8PathBuf,
     pub(crate) app_env: Vec<(String, String)>,
-    blue: (String, String),
-    green: (String, String),
-    /// The file nginx includes for the upstream (deploy/nginx/upstream.conf's shape).
-    pub(crate) upstream_file: Utf8PathBuf,
-    /// The command that makes nginx read it again.
-    pub(crate) nginx_reload: Vec<String>,
-    /// nginx's master pid file, to find the workers that must exit before the old slot stops.
-    pub(crate) nginx_pid_file: Utf8PathBuf,
+    blue_metrics: String,
+    green_metrics: String,
     pub(crate) keep_releases: usize,
     pub(crate) health_timeout: Duration,
     pub(crate) verify_window: Duration,
@@ -44,39 +54,72 @@ impl HostConfig {
                 bail!("{file}:{}: not KEY=VALUE: {line}", number + 1);
             };
             let (key, value) = (key.trim().to_owned(), value.trim().to_owned());
-            if key.starts_with("DEPLOY_") {
+            if !key.starts_with("DEPLOY_") {
+                app_env.push((key, value));
+            } else if SETTINGS.iter().any(|(known, _)| *known == key) {
                 deploy.insert(key, value);
             } else {
-                app_env.push((key, value));
+                let known: Vec<&str> = SETTINGS.iter().map(|(known, _)| *known).collect();
+                bail!("{file}:{}: {key} is not a deploy setting; the settings are {}", number + 1, known.join(", "));
             }
         }
-        let get = |key: &str, default: &str| deploy.get(key).cloned().unwrap_or_else(|| default.to_owned());
-        let seconds = |key: &str, default: &str| -> Result<Duration> {
-            let value = get(key, default);
+        let get = |key: &str| {
+            deploy.get(key).cloned().unwrap_or_else(|| {
+                SETTINGS
+                    .iter()
+                    .find(|(known, _)| *known == key)
+                    .map(|(_, default)| (*default).to_owned())
+                    .unwrap_or_default()
+            })
+        };
+        let seconds = |key: &str| -> Result<Duration> {
+            let value = get(key);
             let parsed: f64 =
                 value.parse().with_context(|| format!("{file}: {key}={value} is not a number of seconds"))?;
             Ok(Duration::from_secs_f64(parsed))
         };
-        Ok(Self {
+        let config = Self {
             root: root.to_owned(),
             app_env,
-            blue: (get("DEPLOY_BLUE_ADDR", "127.0.0.1:8001"), get("DEPLOY_BLUE_METRICS_ADDR", "127.0.0.1:9001")),
-            green: (get("DEPLOY_GREEN_ADDR", "127.0.0.1:8002"), get("DEPLOY_GREEN_METRICS_ADDR", "127.0.0.1:9002")),
-            upstream_file: get("DEPLOY_UPSTREAM_FILE", "/etc/nginx/shipshape/upstream.conf").into(),
-            nginx_reload: get("DEPLOY_NGINX_RELOAD", "nginx -s reload").split_whitespace().map(str::to_owned).collect(),
-            nginx_pid_file: get("DEPLOY_NGINX_PID_FILE", "/run/nginx.pid").into(),
-            keep_releases: get("DEPLOY_KEEP_RELEASES", "5").parse().context("DEPLOY_KEEP_RELEASES is not a number")?,
-            health_timeout: seconds("DEPLOY_HEALTH_TIMEOUT", "30")?,
-            verify_window: seconds("DEPLOY_VERIFY_SECONDS", "10")?,
-            stop_timeout: seconds("DEPLOY_STOP_TIMEOUT", "60")?,
-        })
+            blue_metrics: get("DEPLOY_BLUE_METRICS_ADDR"),
+            green_metrics: get("DEPLOY_GREEN_METRICS_ADDR"),
+            keep_releases: get("DEPLOY_KEEP_RELEASES")
+                .parse()
+                .with_context(|| format!("{file}: DEPLOY_KEEP_RELEASES is not a number"))?,
+            health_timeout: seconds("DEPLOY_HEALTH_TIMEOUT")?,
+            verify_window: seconds("DEPLOY_VERIFY_SECONDS")?,
+            stop_timeout: seconds("DEPLOY_STOP_TIMEOUT")?,
+        };
+        let longest = config.socket(Slot::Green);
+        if longest.as_str().len() > MAX_SOCKET_PATH {
+            bail!(
+                "{longest} is too long for a unix socket path: use a --root of at most {} bytes",
+                MAX_SOCKET_PATH - 15
+            );
+        }
+        Ok(config)
     }
 
-    /// The slot's listen address and metrics address.
-    pub(crate) fn addresses(&self, slot: Slot) -> &(String, String) {
+    /// The unix socket the slot's service listens on.
+    pub(crate) fn socket(&self, slot: Slot) -> Utf8PathBuf {
+        self.root.join(format!("run/{}.sock", slot.name()))
+    }
+
+    /// The link nginx connects through: it names the socket of the slot that serves.
+    pub(crate) fn live_socket(&self) -> Utf8PathBuf {
+        self.root.join("run/live.sock")
+    }
+
+    /// The link nginx falls back to when the live slot refuses: it names the other slot's socket.
+    pub(crate) fn standby_socket(&self) -> Utf8PathBuf {
+        self.root.join("run/standby.sock")
+    }
+
+    /// The slot's metrics address.
+    pub(crate) fn metrics_addr(&self, slot: Slot) -> &str {
         match slot {
-            Slot::Blue => &self.blue,
-            Slot::Green => &self.green,
+            Slot::Blue => &self.blue_metrics,
+            Slot::Green => &self.green_metrics,
         }
     }
 

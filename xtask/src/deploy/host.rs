@@ -15,7 +15,7 @@ use super::config::HostConfig;
 use super::machine::{Machine, position};
 use super::records::{self, Journal, State};
 use super::slots::{self, Slot};
-use super::{lock, nginx};
+use super::{live, lock};
 use crate::postgres::client;
 use crate::{backup, cleanup, project};
 
@@ -104,10 +104,9 @@ fn walk(root: &Utf8Path, shipment: &Shipment, machine: &mut Machine) -> Result<(
         release: release.to_owned(),
         previous: before.as_ref().map(|state| state.release.clone()),
     };
-    let old_workers = machine.state("SWITCH", || {
-        let workers = nginx::switch(&config, candidate)?;
-        records::write_state(root, &after)?;
-        Ok(workers)
+    machine.state("SWITCH", || {
+        live::switch(&config, candidate)?;
+        records::write_state(root, &after)
     })?;
     if let Err(error) = machine.state("VERIFY", || verify(&config, candidate, release, pid)) {
         switch_back(&config, before.as_ref())?;
@@ -115,10 +114,8 @@ fn walk(root: &Utf8Path, shipment: &Shipment, machine: &mut Machine) -> Result<(
     }
     keep_candidate.store(true, Ordering::SeqCst);
 
-    machine.state("DRAIN", || {
-        nginx::wait_for_exit(&old_workers, config.stop_timeout)?;
-        if before.is_some() { slots::stop(&config, candidate.other()) } else { Ok(()) }
-    })?;
+    // The old release drains (/readyz 503, DRAIN_DELAY, in-flight requests finish) and exits.
+    machine.state("DRAIN", || if before.is_some() { slots::stop(&config, candidate.other()) } else { Ok(()) })?;
     machine.state("FINALIZE", || {
         prune_releases(&config, &after)?;
         Ok(())
@@ -217,9 +214,8 @@ fn switch_back(config: &HostConfig, before: Option<&State>) -> Result<()> {
         // A first deploy has nothing to go back to.
         return Ok(());
     };
-    let workers = nginx::switch(config, before.active)?;
+    live::switch(config, before.active)?;
     records::write_state(&config.root, before)?;
-    nginx::wait_for_exit(&workers, config.stop_timeout)?;
     slots::stop(config, before.active.other())?;
     records::audit(
         &config.root,
@@ -245,9 +241,8 @@ pub(crate) fn recover(config: &HostConfig) -> Result<()> {
     };
     match &state {
         Some(state) => {
-            let workers = nginx::switch(config, state.active)?;
+            live::switch(config, state.active)?;
             records::write_state(root, state)?;
-            nginx::wait_for_exit(&workers, config.stop_timeout)?;
             slots::stop(config, state.active.other())?;
         }
         None => slots::stop(config, journal.candidate)?,

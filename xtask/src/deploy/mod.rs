@@ -3,9 +3,9 @@
 
 mod config;
 mod host;
+mod live;
 mod lock;
 mod machine;
-mod nginx;
 mod records;
 mod slots;
 

@@ -12,7 +12,7 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::config::HostConfig;
-use crate::http_probe::{self, Reply, Request, Target};
+use crate::http_probe::{self, Reply, Request};
 use crate::postgres::process_alive;
 
 /// How many consecutive ready answers make a candidate healthy.
@@ -54,7 +54,6 @@ pub(crate) fn running(config: &HostConfig, slot: Slot) -> Option<u32> {
 
 /// Starts `releases/<release>/app serve` in `slot`; returns its pid.
 pub(crate) fn start(config: &HostConfig, slot: Slot, release: &str) -> Result<u32> {
-    let (listen, metrics) = config.addresses(slot);
     let binary = config.root.join(format!("releases/{release}/app"));
     fs::create_dir_all(config.root.join("run"))?;
     fs::create_dir_all(config.root.join("logs"))?;
@@ -67,8 +66,8 @@ pub(crate) fn start(config: &HostConfig, slot: Slot, release: &str) -> Result<u3
     let child = Command::new(&binary)
         .arg("serve")
         .envs(config.app_env.iter().map(|(key, value)| (key, value)))
-        .env("LISTEN_ADDR", listen)
-        .env("METRICS_ADDR", metrics)
+        .env("LISTEN_ADDR", format!("unix:{}", config.socket(slot)))
+        .env("METRICS_ADDR", config.metrics_addr(slot))
         .env("APP_RELEASE", release)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -110,10 +109,9 @@ fn signal(pid: u32, name: &str) {
 
 /// `/readyz` of the slot: 200 and the expected release.
 pub(crate) fn ready(config: &HostConfig, slot: Slot, release: &str) -> Result<(), String> {
-    let (listen, _) = config.addresses(slot);
-    let target = Target::parse(&format!("http://{listen}")).map_err(|error| error.to_string())?;
-    let request = Request { method: "GET", path: "/readyz", host: listen, headers: &[] };
-    match http_probe::send(&target, &request, false) {
+    // The probe paths answer whatever the Host header says.
+    let request = Request { method: "GET", path: "/readyz", host: "localhost", headers: &[] };
+    match http_probe::send_unix(&config.socket(slot), &request) {
         Ok(Reply::Response(response)) if response.status == 200 => {
             let reported = serde_json::from_str::<serde_json::Value>(&response.body)
                 .ok()
