@@ -66,6 +66,9 @@ pub struct DatabaseConfig {
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     pub statement_timeout: Duration,
+    /// How long a migration waits for a table lock before it fails, instead of queueing every request
+    /// that touches the table behind it.
+    pub migration_lock_timeout: Duration,
     /// PgBouncer in transaction mode: no server-side prepared statement cache.
     pub pgbouncer: bool,
     /// Apply pending migrations when `serve` starts (off in deployed environments).
@@ -373,6 +376,7 @@ impl Config {
             idle_timeout: env.duration("DATABASE_IDLE_TIMEOUT", Duration::from_secs(600)),
             max_lifetime: env.duration("DATABASE_MAX_LIFETIME", Duration::from_secs(1800)),
             statement_timeout: env.duration("DATABASE_STATEMENT_TIMEOUT", Duration::from_secs(15)),
+            migration_lock_timeout: env.duration("MIGRATION_LOCK_TIMEOUT", Duration::from_secs(5)),
             pgbouncer: env.bool("DATABASE_PGBOUNCER", false),
             migrate_on_start: env.bool("MIGRATE_ON_START", !deployed),
         };

@@ -1,18 +1,53 @@
 //! The connection pool (limits, lifetimes, statement timeout, PgBouncer mode) and the embedded
-//! migrations.
+//! migrations: applying them with a lock timeout, and listing the ones a database lacks.
 
 use std::str::FromStr;
 
+use anyhow::Context as _;
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
 use crate::config::DatabaseConfig;
 
 /// Every migration under `app/migrations`, compiled into the binary.
 pub fn migrator() -> Migrator {
     sqlx::migrate!("./migrations")
+}
+
+/// Applies the pending migrations on one connection with `lock_timeout` set: a migration that cannot
+/// get its lock fails (and is retried by the next deploy) rather than stall every request behind it.
+/// No statement timeout: a migration may take long once it holds its locks.
+pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
+    let mut connection = connect(config).await?;
+    let lock_timeout = format!("SET lock_timeout = '{}ms'", config.migration_lock_timeout.as_millis());
+    sqlx::raw_sql(&lock_timeout).execute(&mut connection).await?;
+    sqlx::raw_sql("SET statement_timeout = 0").execute(&mut connection).await?;
+    migrator().run(&mut connection).await.context("migrating the database")?;
+    Ok(())
+}
+
+/// The embedded migrations the database has not applied, as `version description`.
+pub async fn pending(config: &DatabaseConfig) -> anyhow::Result<Vec<String>> {
+    let mut connection = connect(config).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut connection).await?;
+    let applied: Vec<i64> = if exists {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut connection).await?
+    } else {
+        Vec::new()
+    };
+    Ok(migrator()
+        .iter()
+        .filter(|migration| !applied.contains(&migration.version))
+        .map(|migration| format!("{} {}", migration.version, migration.description))
+        .collect())
+}
+
+async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgConnection> {
+    let options = PgConnectOptions::from_str(config.url.expose_secret()).map_err(|_| InvalidUrl)?;
+    PgConnection::connect_with(&options).await.context("connecting to DATABASE_URL")
 }
 
 /// `DATABASE_URL` could not be parsed. The URL itself is never shown: it may hold a password.

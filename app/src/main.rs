@@ -21,8 +21,12 @@ struct Cli {
 enum Command {
     /// Serve HTTP on LISTEN_ADDR and metrics on METRICS_ADDR until SIGTERM/SIGINT.
     Serve,
-    /// Apply pending database migrations, then exit.
-    Migrate,
+    /// Apply pending database migrations (waiting at most MIGRATION_LOCK_TIMEOUT for a lock), then exit.
+    Migrate {
+        /// Apply nothing: print the migrations the database lacks, one `version description` per line.
+        #[arg(long)]
+        pending: bool,
+    },
     /// Validate the configuration; with --deploy, run the deployment checks too.
     Check {
         /// Django's deployment checks (security.W001 …): exit 1 on any error or unsilenced warning.
@@ -90,10 +94,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         },
         // Printed before the configuration was read.
         Command::Openapi => Ok(ExitCode::SUCCESS),
-        Command::Migrate => {
+        Command::Migrate { pending: true } => {
+            for migration in db::pending(&config.database).await? {
+                println!("{migration}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { pending: false } => {
             telemetry::init(&config)?;
-            let pool = db::pool(&config.database)?;
-            db::migrator().run(&pool).await.context("migrating the database")?;
+            db::migrate(&config.database).await?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }

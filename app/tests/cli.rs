@@ -145,20 +145,42 @@ fn serve_listens_on_a_unix_socket_replacing_a_stale_one_and_removes_it_on_exit()
 }
 
 #[tokio::test]
-async fn migrate_applies_the_migrations() {
+async fn migrate_applies_the_migrations_lists_pending_ones_and_gives_up_on_a_held_lock() {
     let db = support::TestDb::new().await;
     let scratch = format!("{}_cli", db.schema);
     sqlx::query(&format!(r#"CREATE SCHEMA "{scratch}""#)).execute(&db.pool).await.expect("schema");
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let separator = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{separator}options=-c%20search_path%3D{scratch}");
+    let pending = |vars: &[(&str, &str)]| {
+        let output = binary(vars, &["migrate", "--pending"]).output().expect("runs");
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    let before = pending(&[("DATABASE_URL", &url)]);
     let output = binary(&[("DATABASE_URL", &url)], &["migrate"]).output().expect("runs");
+    let after = pending(&[("DATABASE_URL", &url)]);
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(format!("{scratch}.service_events"))
         .fetch_one(&db.pool)
         .await
         .expect("query");
+
+    // A lock held on a table the migrator reads: it gives up after MIGRATION_LOCK_TIMEOUT.
+    let mut holder = db.pool.begin().await.expect("transaction");
+    sqlx::query(&format!(r#"LOCK TABLE "{scratch}"._sqlx_migrations IN ACCESS EXCLUSIVE MODE"#))
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let blocked =
+        binary(&[("DATABASE_URL", &url), ("MIGRATION_LOCK_TIMEOUT", "200ms")], &["migrate"]).output().expect("runs");
+    holder.rollback().await.expect("rollback");
     sqlx::query(&format!(r#"DROP SCHEMA "{scratch}" CASCADE"#)).execute(&db.pool).await.expect("drop");
+
     assert!(output.status.success(), "{}", text(&output));
     assert!(exists, "the migration ran in the given schema");
+    let embedded = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).expect("migrations").count();
+    assert_eq!((before, after), (embedded, 0), "pending before and after");
+    assert!(!blocked.status.success(), "{}", text(&blocked));
+    assert!(text(&blocked).contains("lock timeout"), "{}", text(&blocked));
 }

@@ -17,7 +17,7 @@ use super::records::{self, Journal, State};
 use super::slots::{self, Slot};
 use super::{live, lock};
 use crate::postgres::client;
-use crate::{backup, cleanup, project};
+use crate::{backup, cleanup};
 
 /// What to ship: a release id and the binary to stage (none: already staged, as for a rollback).
 pub(crate) struct Shipment {
@@ -67,7 +67,7 @@ fn walk(root: &Utf8Path, shipment: &Shipment, machine: &mut Machine) -> Result<(
         Some(binary) => machine.state("STAGE", || stage(root, release, binary))?,
         None => machine.skip("STAGE", "already staged"),
     }
-    let pending = if shipment.migrate { pending_migrations(&config)? } else { 0 };
+    let pending = if shipment.migrate { pending_migrations(&config, release)? } else { 0 };
     if pending == 0 {
         machine.skip("BACKUP", "no pending migration");
         machine.skip("MIGRATE", "no pending migration");
@@ -167,30 +167,24 @@ fn stage(root: &Utf8Path, release: &str, binary: &Utf8Path) -> Result<()> {
     fs::rename(&partial, &staged).with_context(|| format!("renaming {partial}"))
 }
 
-/// Migrations in `app/migrations` that the database has not applied.
-fn pending_migrations(config: &HostConfig) -> Result<usize> {
-    let url = config.database_url()?;
-    let dir = project::root().join("app/migrations");
-    let versions: Vec<String> = fs::read_dir(&dir)
-        .with_context(|| format!("reading {dir}"))?
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".sql"))
-        .filter_map(|name| name.split('_').next().map(str::to_owned))
-        .collect();
-    let exists = client::query(&url, "SELECT to_regclass('_sqlx_migrations') IS NOT NULL")?;
-    if exists.first().map(String::as_str) != Some("t") {
-        return Ok(versions.len());
-    }
-    let applied = client::query(&url, "SELECT version FROM _sqlx_migrations WHERE success")?;
-    Ok(versions.iter().filter(|version| !applied.contains(version)).count())
+/// The migrations the new release carries that the database has not applied (`app migrate --pending`):
+/// the release binary is the truth, not whatever checkout runs the deploy.
+fn pending_migrations(config: &HostConfig, release: &str) -> Result<usize> {
+    let pending = release_command(config, release, &["migrate", "--pending"]);
+    Ok(client::output(pending, "`app migrate --pending`")?.lines().count())
 }
 
+/// `releases/<release>/app ARGS` with the service's environment.
+fn release_command(config: &HostConfig, release: &str, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(config.root.join(format!("releases/{release}/app")));
+    command.args(args).envs(config.app_env.iter().map(|(key, value)| (key, value)));
+    command
+}
+
+/// Expand-only migrations (the old release keeps working on the new schema), each waiting at most the
+/// service's MIGRATION_LOCK_TIMEOUT for its locks.
 fn migrate(config: &HostConfig, release: &str) -> Result<()> {
-    let binary = config.root.join(format!("releases/{release}/app"));
-    let mut migrate = std::process::Command::new(&binary);
-    migrate.arg("migrate").envs(config.app_env.iter().map(|(key, value)| (key, value)));
-    client::output(migrate, "`app migrate`").map(drop)
+    client::output(release_command(config, release, &["migrate"]), "`app migrate`").map(drop)
 }
 
 /// The window after the switch with the old release still warm: any failed probe or exit fails it.
