@@ -461,3 +461,115 @@ fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing
     stack.run(&["deploy", "--target", "fly"]).failed(&["not implemented yet", "nothing was deployed"]);
     stack.run(&["rollback"]).failed(&["nothing was deployed"]);
 }
+
+/// A real sshd on loopback, with its own host key, client key and an ssh configuration naming it
+/// `shipshape-test` (and `shipshape-unreachable`, a port nothing listens on). Stopped when dropped.
+struct Sshd {
+    process: Child,
+    client_config: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Self {
+        let dir = dir.join("ssh");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for key in ["host_key", "id"] {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .status()
+                .expect("ssh-keygen runs (apt-get install openssh-client)");
+            assert!(status.success());
+        }
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).expect("copy");
+        let (port, d) = (free_port(), dir.display());
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                 Subsystem sftp internal-sftp\nAcceptEnv LLVM_PROFILE_FILE\nLogLevel ERROR\n"
+            ),
+        )
+        .expect("write");
+        let user = String::from_utf8(Command::new("id").arg("-un").output().expect("id runs").stdout).expect("utf-8");
+        let client_config = dir.join("ssh_config");
+        std::fs::write(
+            &client_config,
+            format!(
+                "Host shipshape-test\n  HostName 127.0.0.1\n  Port {port}\n  User {}\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n\
+                 UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  LogLevel ERROR\n  SendEnv LLVM_PROFILE_FILE\n\
+                 Host shipshape-unreachable\n  HostName 127.0.0.1\n  Port {}\n  ConnectTimeout 5\n",
+                user.trim(),
+                free_port()
+            ),
+        )
+        .expect("write");
+        // sshd wants its privilege-separation directory, and an absolute path to re-execute itself.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
+            .into_iter()
+            .find(|path| Path::new(path).is_file())
+            .expect("sshd is installed (apt-get install openssh-server)");
+        let process = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sshd starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { process, client_config }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
+    let stack = Stack::new("ssh");
+    let sshd = Sshd::start(&stack.root);
+    let over_ssh = |destination: &str, args: &[&str]| {
+        Run(stack
+            .xtask(args)
+            .args(["--ssh", destination])
+            .env("DEPLOY_SSH_CONFIG", &sshd.client_config)
+            .output()
+            .expect("xtask runs"))
+    };
+    let app = app_binary();
+    let deploy = |release: &str| {
+        over_ssh(
+            "shipshape-test",
+            &["deploy", "--target", "host", "--release", release, "--binary", app.to_str().expect("utf-8")],
+        )
+    };
+    let first = deploy("s1").ok();
+    for state in ["PREFLIGHT", "LOCK", "STAGE", "BACKUP", "MIGRATE", "HEALTHY", "SWITCH", "VERIFY", "FINALIZE"] {
+        assert!(first.text().contains(state), "no line for {state}:\n{}", first.text());
+    }
+    assert!(first.text().contains("is on shipshape-test as"), "{}", first.text());
+    assert_eq!(stack.serving(), "s1");
+    deploy("s2").ok();
+    assert_eq!(stack.serving(), "s2");
+    let status = over_ssh("shipshape-test", &["deploy", "status"]).ok();
+    assert!(status.text().contains("serving: s2 in the green slot (previous: s1)"), "{}", status.text());
+    over_ssh("shipshape-test", &["rollback"]).ok();
+    assert_eq!(stack.serving(), "s1");
+
+    // The remote side: the xtask kept for status and rollback, each release staged, no upload left.
+    assert!(stack.root.join("bin/xtask").is_file());
+    assert!(stack.root.join("releases/s2/app").is_file());
+    assert_eq!(std::fs::read_dir(stack.root.join("incoming")).map(Iterator::count).unwrap_or(0), 0);
+
+    over_ssh("shipshape-unreachable", &["deploy", "status"])
+        .failed(&["ssh could not reach shipshape-unreachable", "DEPLOY_SSH_CONFIG"]);
+}

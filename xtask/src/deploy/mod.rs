@@ -1,5 +1,5 @@
 //! `cargo xtask deploy`, `deploy status|lock|unlock` and `cargo xtask rollback`. Only the host target
-//! exists; without a configured target nothing is deployed.
+//! exists, on this machine or over ssh; without a configured target nothing is deployed.
 
 mod config;
 mod host;
@@ -7,6 +7,7 @@ mod live;
 mod lock;
 mod machine;
 mod records;
+mod remote;
 mod slots;
 
 use anyhow::{Result, bail};
@@ -37,6 +38,10 @@ pub(crate) struct RootArg {
     /// The host target's directory: deploy.env, releases/, state, journal, audit log (or DEPLOY_ROOT).
     #[arg(long, global = true)]
     root: Option<Utf8PathBuf>,
+    /// Run on this host over ssh, `user@host` or a Host of the ssh configuration (or DEPLOY_SSH;
+    /// DEPLOY_SSH_CONFIG names an ssh configuration file).
+    #[arg(long, global = true, value_name = "DEST")]
+    ssh: Option<String>,
 }
 
 impl RootArg {
@@ -45,6 +50,14 @@ impl RootArg {
             .clone()
             .or_else(|| std::env::var("DEPLOY_ROOT").ok().map(Utf8PathBuf::from))
             .unwrap_or_else(|| "/srv/shipshape".into())
+    }
+
+    fn remote(&self) -> Option<remote::Remote> {
+        self.ssh
+            .clone()
+            .or_else(|| std::env::var("DEPLOY_SSH").ok())
+            .filter(|destination| !destination.is_empty())
+            .map(remote::Remote::new)
     }
 }
 
@@ -71,6 +84,17 @@ enum Target {
 
 pub(crate) fn run(args: &DeployArgs) -> Result<()> {
     let root = args.root.get();
+    let remote = args.root.remote();
+    if let (Some(remote), Some(action)) = (&remote, &args.action) {
+        return match action {
+            DeployAction::Status => remote.xtask(&root, &["deploy", "status"]),
+            DeployAction::Lock => remote.xtask(&root, &["deploy", "lock"]),
+            DeployAction::Unlock { yes_stop_the_holder: false } => remote.xtask(&root, &["deploy", "unlock"]),
+            DeployAction::Unlock { yes_stop_the_holder: true } => {
+                remote.xtask(&root, &["deploy", "unlock", "--yes-stop-the-holder"])
+            }
+        };
+    }
     match &args.action {
         Some(DeployAction::Status) => return status(&root),
         Some(DeployAction::Lock) => {
@@ -110,12 +134,18 @@ pub(crate) fn run(args: &DeployArgs) -> Result<()> {
         Some(binary) => binary.clone(),
         None => build()?,
     };
-    host::deploy(&root, &host::Shipment { release, binary: Some(binary), migrate: true })
+    match remote {
+        Some(remote) => remote.deploy(&root, &release, &binary),
+        None => host::deploy(&root, &host::Shipment { release, binary: Some(binary), migrate: true }),
+    }
 }
 
 /// `cargo xtask rollback`: the previous release back into service, through the same machine.
-pub(crate) fn rollback(root: &RootArg) -> Result<()> {
-    let root = root.get();
+pub(crate) fn rollback(args: &RootArg) -> Result<()> {
+    let root = args.get();
+    if let Some(remote) = args.remote() {
+        return remote.xtask(&root, &["rollback"]);
+    }
     let Some(state) = records::read_state(&root)? else {
         bail!("nothing was deployed to {root}, so there is nothing to roll back");
     };

@@ -1,0 +1,167 @@
+//! The host target on another machine (`--ssh DEST`): the same state machine, run there. The xtask
+//! copies itself to `<root>/bin/xtask` and the release binary to `<root>/incoming/` with scp, checks
+//! both by sha256, then runs the very command it was given on the remote host over ssh: the same
+//! states, lock, journal and audit log, the same output and exit code. A connection lost mid-deploy
+//! ends the remote run at its next line of output, and the next deploy recovers from its journal.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::backup;
+
+/// Where ssh and scp go: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    destination: String,
+    /// An ssh configuration file (`DEPLOY_SSH_CONFIG`), for `-F`.
+    config: Option<Utf8PathBuf>,
+}
+
+impl Remote {
+    pub(crate) fn new(destination: String) -> Self {
+        let config = std::env::var("DEPLOY_SSH_CONFIG").ok().filter(|path| !path.is_empty()).map(Utf8PathBuf::from);
+        Self { destination, config }
+    }
+
+    /// ssh or scp with the configuration file, never prompting (a deploy runs unattended).
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        if let Some(config) = &self.config {
+            command.arg("-F").arg(config);
+        }
+        command.args(["-o", "BatchMode=yes"]);
+        command
+    }
+
+    /// Runs `args` on the remote host with this terminal's output; fails when they fail.
+    fn run(&self, args: &[String]) -> Result<()> {
+        let status = self
+            .command("ssh")
+            .arg(&self.destination)
+            .arg("--")
+            .arg(shell_words(args))
+            .stdin(Stdio::null())
+            .status()
+            .context("running ssh: install the OpenSSH client")?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(255) => bail!("{}", self.unreachable()),
+            _ => bail!("`{}` failed on {} ({status})", args.join(" "), self.destination),
+        }
+    }
+
+    /// Runs `args` on the remote host; their standard output.
+    fn output(&self, args: &[String]) -> Result<String> {
+        let output = self
+            .command("ssh")
+            .arg(&self.destination)
+            .arg("--")
+            .arg(shell_words(args))
+            .stdin(Stdio::null())
+            .output()
+            .context("running ssh: install the OpenSSH client")?;
+        match output.status.code() {
+            Some(0) => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+            Some(255) => bail!("{}: {}", self.unreachable(), String::from_utf8_lossy(&output.stderr).trim()),
+            _ => bail!(
+                "`{}` failed on {}: {}",
+                args.join(" "),
+                self.destination,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }
+    }
+
+    fn unreachable(&self) -> String {
+        format!(
+            "ssh could not reach {}: check that `ssh {} true` works without a prompt (a key, a known host), or point DEPLOY_SSH_CONFIG at an ssh configuration",
+            self.destination, self.destination
+        )
+    }
+
+    /// Puts `local` at `remote` (mode 0755) unless an identical file is there: copied under a
+    /// temporary name, its sha256 checked, renamed.
+    fn install(&self, local: &Utf8Path, remote: &Utf8Path) -> Result<()> {
+        let expected = backup::sha256(local)?;
+        let current = self.output(&words(&["sh", "-c", "sha256sum \"$0\" 2>/dev/null || true", remote.as_str()]))?;
+        if current.split_whitespace().next() == Some(expected.as_str()) {
+            return Ok(());
+        }
+        let partial = format!("{remote}.partial");
+        let parent = remote.parent().context("a remote path has a directory")?;
+        self.output(&words(&["mkdir", "-p", parent.as_str()]))?;
+        let copied = self
+            .command("scp")
+            .arg("-q")
+            .arg(local)
+            .arg(format!("{}:{partial}", self.destination))
+            .output()
+            .context("running scp: install the OpenSSH client")?;
+        if !copied.status.success() {
+            bail!(
+                "scp {local} to {}:{partial} failed: {}",
+                self.destination,
+                String::from_utf8_lossy(&copied.stderr).trim()
+            );
+        }
+        let copy = self.output(&words(&["sha256sum", &partial]))?;
+        if copy.split_whitespace().next() != Some(expected.as_str()) {
+            bail!(
+                "the copy of {local} on {} does not match it: the transfer failed, nothing was changed",
+                self.destination
+            );
+        }
+        self.output(&words(&["chmod", "0755", &partial]))?;
+        self.output(&words(&["mv", "-f", &partial, remote.as_str()]))?;
+        Ok(())
+    }
+
+    /// Runs this xtask's `args` on the remote host with `--root root`, the remote xtask brought up to
+    /// date first.
+    pub(crate) fn xtask(&self, root: &Utf8Path, args: &[&str]) -> Result<()> {
+        let remote_xtask = root.join("bin/xtask");
+        let this = std::env::current_exe().context("finding the xtask binary")?;
+        let this = Utf8PathBuf::try_from(this).context("the xtask binary's path is not UTF-8")?;
+        self.install(&this, &remote_xtask)?;
+        let mut command = vec![remote_xtask.to_string()];
+        command.extend(args.iter().map(|arg| (*arg).to_owned()));
+        command.extend(["--root".to_owned(), root.to_string()]);
+        self.run(&command)
+    }
+
+    /// `deploy --target host` of `binary` as `release` on the remote host.
+    pub(crate) fn deploy(&self, root: &Utf8Path, release: &str, binary: &Utf8Path) -> Result<()> {
+        let incoming = root.join(format!("incoming/{release}/app"));
+        self.install(binary, &incoming)?;
+        println!("deploy: {binary} is on {} as {incoming}", self.destination);
+        let result =
+            self.xtask(root, &["deploy", "--target", "host", "--release", release, "--binary", incoming.as_str()]);
+        // The release is staged under releases/ now (or the deploy failed): the upload is not needed.
+        let _ = self.output(&words(&["rm", "-rf", root.join(format!("incoming/{release}")).as_str()]));
+        result
+    }
+}
+
+fn words(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
+/// One command line for the remote shell, each word single-quoted (ssh joins its arguments with spaces).
+fn shell_words(args: &[String]) -> String {
+    args.iter().map(|arg| format!("'{}'", arg.replace('\'', r"'\''"))).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_reach_the_remote_shell_unchanged() {
+        let line = shell_words(&words(&["echo", "it's", "$HOME", "a b"]));
+        assert_eq!(line, r#"'echo' 'it'\''s' '$HOME' 'a b'"#);
+        let output = Command::new("sh").arg("-c").arg(&line).output().expect("sh runs");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "it's $HOME a b\n");
+    }
+}
