@@ -35,16 +35,16 @@ impl Remote {
         command
     }
 
+    /// `ssh DEST -- ARGS`: the arguments reach the remote command as they are here.
+    fn ssh(&self, args: &[String]) -> Command {
+        let mut ssh = self.command("ssh");
+        ssh.arg(&self.destination).arg("--").arg(shell_words(args)).stdin(Stdio::null());
+        ssh
+    }
+
     /// Runs `args` on the remote host with this terminal's output; fails when they fail.
     fn run(&self, args: &[String]) -> Result<()> {
-        let status = self
-            .command("ssh")
-            .arg(&self.destination)
-            .arg("--")
-            .arg(shell_words(args))
-            .stdin(Stdio::null())
-            .status()
-            .context("running ssh: install the OpenSSH client")?;
+        let status = self.ssh(args).status().context("running ssh: install the OpenSSH client")?;
         match status.code() {
             Some(0) => Ok(()),
             Some(255) => bail!("{}", self.unreachable()),
@@ -54,14 +54,7 @@ impl Remote {
 
     /// Runs `args` on the remote host; their standard output.
     fn output(&self, args: &[String]) -> Result<String> {
-        let output = self
-            .command("ssh")
-            .arg(&self.destination)
-            .arg("--")
-            .arg(shell_words(args))
-            .stdin(Stdio::null())
-            .output()
-            .context("running ssh: install the OpenSSH client")?;
+        let output = self.ssh(args).output().context("running ssh: install the OpenSSH client")?;
         match output.status.code() {
             Some(0) => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
             Some(255) => bail!("{}: {}", self.unreachable(), String::from_utf8_lossy(&output.stderr).trim()),
