@@ -107,11 +107,14 @@ impl TestCounts {
             } else {
                 return;
             };
+        // "171 passed (1 slow)": the number is the word before `word`, whatever follows it.
         let number_before = |word: &str| {
             summary
                 .split([',', ';', '.'])
-                .filter_map(|part| part.trim().strip_suffix(word))
-                .find_map(|count| count.trim().parse::<u64>().ok())
+                .find_map(|part| {
+                    let words: Vec<&str> = part.split_whitespace().collect();
+                    words.windows(2).find(|pair| pair[1] == word).and_then(|pair| pair[0].parse::<u64>().ok())
+                })
                 .unwrap_or(0)
         };
         self.passed += number_before("passed");
@@ -188,6 +191,9 @@ mod tests {
         let mut counts = TestCounts::default();
         counts.feed("     Summary [   9.236s] 145 tests run: 144 passed, 1 failed, 0 skipped");
         assert_eq!(counts, TestCounts { passed: 144, failed: 1 });
+        let mut counts = TestCounts::default();
+        counts.feed("     Summary [  55.414s] 171 tests run: 171 passed (1 slow), 0 skipped");
+        assert_eq!(counts, TestCounts { passed: 171, failed: 0 });
         let mut counts = TestCounts::default();
         counts.feed("test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s");
         counts.feed("test result: FAILED. 2 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
