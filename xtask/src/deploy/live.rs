@@ -5,28 +5,17 @@
 //! closed. A live release that stops accepting is covered by the standby one (nginx moves a request on
 //! when it cannot connect, before sending anything), until the deploy switches back.
 
-use anyhow::{Context as _, Result};
-use camino::Utf8Path;
+use anyhow::Result;
 
 use super::config::HostConfig;
+use super::records::link_atomically;
 use super::slots::Slot;
 
 /// Points the live link at `active`'s socket and the standby link at the other slot's.
 pub(crate) fn switch(config: &HostConfig, active: Slot) -> Result<()> {
-    link(&config.live_socket(), active)?;
-    link(&config.standby_socket(), active.other())
-}
-
-fn link(path: &Utf8Path, slot: Slot) -> Result<()> {
-    let target = format!("{}.sock", slot.name());
-    if std::fs::read_link(path).is_ok_and(|current| current.as_os_str() == target.as_str()) {
-        return Ok(());
-    }
-    let next = path.with_extension("sock.next");
-    let _ = std::fs::remove_file(&next);
-    // Relative, so the whole root can move (or be mounted elsewhere) without breaking the link.
-    std::os::unix::fs::symlink(&target, &next).with_context(|| format!("linking {next} to {target}"))?;
-    std::fs::rename(&next, path).with_context(|| format!("replacing {path}"))
+    // Relative, so the whole root can move (or be mounted elsewhere) without breaking the links.
+    link_atomically(&config.live_socket(), &format!("{}.sock", active.name()))?;
+    link_atomically(&config.standby_socket(), &format!("{}.sock", active.other().name()))
 }
 
 #[cfg(test)]
@@ -50,7 +39,7 @@ mod tests {
         assert_eq!(links(), [Some("blue.sock".to_owned()), Some("green.sock".to_owned())]);
         switch(&config, Slot::Green).expect("switch");
         assert_eq!(links(), [Some("green.sock".to_owned()), Some("blue.sock".to_owned())]);
-        assert!(!root.join("run/live.sock.next").exists());
+        assert!(!root.join("run/live.sock.next").exists() && !root.join("run/standby.sock.next").exists());
         let _ = std::fs::remove_dir_all(root);
     }
 }

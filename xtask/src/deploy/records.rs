@@ -97,6 +97,18 @@ pub(crate) fn write_atomically(path: &Utf8Path, contents: &str) -> Result<()> {
     fs::rename(&partial, path).with_context(|| format!("renaming {partial} to {path}"))
 }
 
+/// Points the link `path` at `target` (relative to the link's directory); a reader follows the old
+/// link or the new one, never none.
+pub(crate) fn link_atomically(path: &Utf8Path, target: &str) -> Result<()> {
+    if fs::read_link(path).is_ok_and(|current| current.as_os_str() == target) {
+        return Ok(());
+    }
+    let next = Utf8PathBuf::from(format!("{path}.next"));
+    let _ = fs::remove_file(&next);
+    std::os::unix::fs::symlink(target, &next).with_context(|| format!("linking {next} to {target}"))?;
+    fs::rename(&next, path).with_context(|| format!("replacing {path}"))
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs())
