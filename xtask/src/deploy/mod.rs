@@ -32,7 +32,7 @@ pub(crate) struct DeployArgs {
     /// The service binary to ship (default: target/release/app, built first).
     #[arg(long)]
     binary: Option<Utf8PathBuf>,
-    /// kubernetes and fly: the container image CI pushed, by digest or a fixed tag (or DEPLOY_IMAGE).
+    /// For kubernetes and fly: the container image CI pushed, by digest or a fixed tag (or DEPLOY_IMAGE).
     #[arg(long)]
     image: Option<String>,
     #[command(flatten)]
