@@ -43,7 +43,7 @@ pub(crate) enum Command {
     },
     /// Install the cargo tools the pipeline needs (skipping those already installed).
     Setup,
-    /// Ship the service through the deploy state machine (`--target host`); also status, lock, unlock.
+    /// Ship the service through the deploy state machine (`--target host|kubernetes|fly`); also status, lock, unlock.
     Deploy(DeployArgs),
     /// Put the previous release back into service (host target).
     Rollback(RootArg),

@@ -458,7 +458,7 @@ fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing
     assert!(holder.wait().expect("holder exits").code().is_some_and(|code| code != 0));
     assert!(stack.slot_pids().is_empty(), "the stopped deploy left its candidate running");
 
-    stack.run(&["deploy", "--target", "fly"]).failed(&["not implemented yet", "nothing was deployed"]);
+    stack.run(&["deploy", "--target", "fly"]).failed(&["--image REF", "nothing was deployed"]);
     stack.run(&["rollback"]).failed(&["nothing was deployed"]);
 }
 

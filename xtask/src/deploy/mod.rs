@@ -1,17 +1,21 @@
-//! `cargo xtask deploy`, `deploy status|lock|unlock` and `cargo xtask rollback`. Only the host target
-//! exists, on this machine or over ssh; without a configured target nothing is deployed.
+//! `cargo xtask deploy`, `deploy status|lock|unlock` and `cargo xtask rollback`: the host target (on
+//! this machine or over ssh), kubernetes and fly; without a configured target nothing is deployed.
 
 mod config;
+mod fly;
 mod host;
+mod image;
+mod kubernetes;
 mod live;
 mod lock;
 mod machine;
+mod platform;
 mod records;
 mod remote;
 mod slots;
 
-use anyhow::{Result, bail};
-use camino::Utf8PathBuf;
+use anyhow::{Context as _, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::project;
@@ -29,13 +33,17 @@ pub(crate) struct DeployArgs {
     /// The service binary to ship (default: target/release/app, built first).
     #[arg(long)]
     binary: Option<Utf8PathBuf>,
+    /// For kubernetes and fly: the container image CI pushed, by digest or a fixed tag (or DEPLOY_IMAGE).
+    #[arg(long)]
+    image: Option<String>,
     #[command(flatten)]
     root: RootArg,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct RootArg {
-    /// The host target's directory: deploy.env, releases/, state, journal, audit log (or DEPLOY_ROOT).
+    /// The deploy's directory: lock, journal, audit log; for the host target also deploy.env, releases/,
+    /// state (or DEPLOY_ROOT; default /srv/shipshape, and target/deploy for kubernetes and fly).
     #[arg(long, global = true)]
     root: Option<Utf8PathBuf>,
     /// Run on this host over ssh, `user@host` or a Host of the ssh configuration (or DEPLOY_SSH;
@@ -46,10 +54,11 @@ pub(crate) struct RootArg {
 
 impl RootArg {
     fn get(&self) -> Utf8PathBuf {
-        self.root
-            .clone()
-            .or_else(|| std::env::var("DEPLOY_ROOT").ok().map(Utf8PathBuf::from))
-            .unwrap_or_else(|| "/srv/shipshape".into())
+        self.get_or("/srv/shipshape".into())
+    }
+
+    fn get_or(&self, default: Utf8PathBuf) -> Utf8PathBuf {
+        self.root.clone().or_else(|| std::env::var("DEPLOY_ROOT").ok().map(Utf8PathBuf::from)).unwrap_or(default)
     }
 
     fn remote(&self) -> Option<remote::Remote> {
@@ -116,17 +125,24 @@ pub(crate) fn run(args: &DeployArgs) -> Result<()> {
         }
         None => {}
     }
-    let target = match args.target {
-        Some(target) => Some(target),
-        None => std::env::var("DEPLOY_TARGET").ok().and_then(|name| Target::from_str(&name, true).ok()),
+    let target = match (args.target, std::env::var("DEPLOY_TARGET").ok().filter(|name| !name.is_empty())) {
+        (Some(target), _) => Some(target),
+        (None, Some(name)) => Some(Target::from_str(&name, true).map_err(|_| {
+            anyhow::anyhow!("DEPLOY_TARGET={name} is not a target: use host, kubernetes or fly; nothing was deployed")
+        })?),
+        (None, None) => None,
     };
     match target {
         None => bail!(
             "no deploy target is configured: nothing was deployed. Pass --target host (or set DEPLOY_TARGET) with --root DIR; see README.md"
         ),
-        Some(Target::Kubernetes | Target::Fly) => {
-            bail!("the {target:?} target is not implemented yet: nothing was deployed; only --target host exists")
+        Some(Target::Kubernetes | Target::Fly) if remote.is_some() => {
+            bail!(
+                "--ssh (DEPLOY_SSH) goes with --target host: kubernetes and fly are driven from here; nothing was deployed"
+            )
         }
+        Some(Target::Kubernetes) => return to_platform(args, kubernetes::Kubernetes::new),
+        Some(Target::Fly) => return to_platform(args, |_| fly::Fly::new()),
         Some(Target::Host) => {}
     }
     let release = args.release.clone().unwrap_or_else(default_release);
@@ -138,6 +154,23 @@ pub(crate) fn run(args: &DeployArgs) -> Result<()> {
         Some(remote) => remote.deploy(&root, &release, &binary),
         None => host::deploy(&root, &host::Shipment { release, binary: Some(binary), migrate: true }),
     }
+}
+
+/// The kubernetes and fly targets ship the image CI built and pushed, not a binary; their lock, journal
+/// and audit log live where the deploy runs (default target/deploy), since no host of ours is involved.
+fn to_platform<P: platform::Platform>(args: &DeployArgs, target: impl FnOnce(&Utf8Path) -> P) -> Result<()> {
+    let reference = args.image.clone().or_else(|| std::env::var("DEPLOY_IMAGE").ok().filter(|image| !image.is_empty()));
+    let Some(reference) = reference else {
+        bail!(
+            "the {} target deploys a container image: pass --image REF (or set DEPLOY_IMAGE) with the image CI pushed, \
+             e.g. --image ghcr.io/acme/shipshape-app@sha256:<digest>; nothing was deployed",
+            P::NAME
+        );
+    };
+    let image = image::Image::release(&reference).context("nothing was deployed")?;
+    let release = args.release.clone().unwrap_or_else(default_release);
+    let root = args.root.get_or(project::target_dir().join("deploy"));
+    platform::deploy(&root, &release, &image, &mut target(&root))
 }
 
 /// `cargo xtask rollback`: the previous release back into service, through the same machine.
