@@ -573,3 +573,52 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
     over_ssh("shipshape-unreachable", &["deploy", "status"])
         .failed(&["ssh could not reach shipshape-unreachable", "DEPLOY_SSH_CONFIG"]);
 }
+
+#[test]
+fn slots_run_as_instances_of_the_systemd_unit_when_configured() {
+    let stack = Stack::new("systemd");
+    let env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
+    std::fs::write(stack.root.join("deploy.env"), format!("{env}DEPLOY_SYSTEMD_UNIT=shipshape@\n")).expect("write");
+    let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+    let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default());
+    let app = app_binary();
+    let deploy = |release: &str| {
+        Run(stack
+            .xtask(&["deploy", "--target", "host", "--release", release, "--binary", app.to_str().expect("utf-8")])
+            .env("PATH", &path)
+            .env("FAKE_DIR", &stack.root)
+            .output()
+            .expect("xtask runs"))
+    };
+    deploy("u1").ok();
+    assert_eq!(stack.serving(), "u1");
+    deploy("u2").ok();
+    assert_eq!(stack.serving(), "u2");
+
+    let calls = std::fs::read_to_string(stack.root.join("calls.log")).expect("systemctl was called");
+    let calls: Vec<&str> = calls.lines().filter(|line| !line.contains(" show ")).collect();
+    assert_eq!(
+        calls,
+        [
+            // u1 into blue (first the candidate slot is stopped, whatever ran there).
+            "systemctl disable --quiet shipshape@blue.service",
+            "systemctl stop shipshape@blue.service",
+            "systemctl enable --quiet shipshape@blue.service",
+            "systemctl restart shipshape@blue.service",
+            // u2 into green, then blue drained: only the serving instance stays enabled.
+            "systemctl disable --quiet shipshape@green.service",
+            "systemctl stop shipshape@green.service",
+            "systemctl enable --quiet shipshape@green.service",
+            "systemctl restart shipshape@green.service",
+            "systemctl disable --quiet shipshape@blue.service",
+            "systemctl stop shipshape@blue.service",
+        ]
+    );
+    let link = std::fs::read_link(stack.root.join("slots/green")).expect("slots/green is a link");
+    assert_eq!(link, Path::new("../releases/u2"));
+    let slot_env = std::fs::read_to_string(stack.root.join("slots/green.env")).expect("slots/green.env");
+    assert!(slot_env.contains("APP_RELEASE=u2\n") && slot_env.contains("/run/green.sock\n"), "{slot_env}");
+    // Stack::drop stops what runs in a slot by its pid file; the fake kept its own as well.
+    let pid = std::fs::read_to_string(stack.root.join("systemd-green.pid")).expect("green runs");
+    assert_eq!(stack.slot_pids(), [pid.trim().parse::<u32>().expect("a pid")]);
+}

@@ -13,13 +13,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::slots::Slot;
 
 /// The `DEPLOY_*` keys deploy.env may set, with their defaults.
-const SETTINGS: [(&str, &str); 6] = [
+const SETTINGS: [(&str, &str); 7] = [
     ("DEPLOY_BLUE_METRICS_ADDR", "127.0.0.1:9001"),
     ("DEPLOY_GREEN_METRICS_ADDR", "127.0.0.1:9002"),
     ("DEPLOY_KEEP_RELEASES", "5"),
     ("DEPLOY_HEALTH_TIMEOUT", "30"),
     ("DEPLOY_VERIFY_SECONDS", "10"),
     ("DEPLOY_STOP_TIMEOUT", "60"),
+    // Empty: the deploy starts the slots as processes; `shipshape@`: as instances of that systemd unit.
+    ("DEPLOY_SYSTEMD_UNIT", ""),
 ];
 
 /// A socket path longer than this does not fit in `sockaddr_un` (108 bytes with its terminator).
@@ -35,6 +37,8 @@ pub(crate) struct HostConfig {
     pub(crate) health_timeout: Duration,
     pub(crate) verify_window: Duration,
     pub(crate) stop_timeout: Duration,
+    /// The systemd template unit the slots run as (`shipshape@`), if any.
+    pub(crate) systemd_unit: Option<String>,
 }
 
 impl HostConfig {
@@ -89,6 +93,7 @@ impl HostConfig {
             health_timeout: seconds("DEPLOY_HEALTH_TIMEOUT")?,
             verify_window: seconds("DEPLOY_VERIFY_SECONDS")?,
             stop_timeout: seconds("DEPLOY_STOP_TIMEOUT")?,
+            systemd_unit: Some(get("DEPLOY_SYSTEMD_UNIT")).filter(|unit| !unit.is_empty()),
         };
         let longest = config.socket(Slot::Green);
         if longest.as_str().len() > MAX_SOCKET_PATH {

@@ -192,7 +192,7 @@ fn verify(config: &HostConfig, slot: Slot, release: &str, pid: u32) -> Result<()
     let deadline = Instant::now() + config.verify_window;
     while Instant::now() < deadline {
         if !crate::postgres::process_alive(pid) {
-            bail!("the new release (pid {pid}) exited after the switch; see logs/{}.log", slot.name());
+            bail!("the new release (pid {pid}) exited after the switch; see {}", slots::logs(config, slot));
         }
         if let Err(why) = slots::ready(config, slot, release) {
             bail!("the new release failed a probe after the switch: {why}");

@@ -13,6 +13,7 @@ mod platform;
 mod records;
 mod remote;
 mod slots;
+mod systemd;
 
 use anyhow::{Context as _, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};

@@ -1,6 +1,7 @@
 //! The two release slots of the host target, blue and green: starting a release in a slot as a process
-//! that outlives the deploy (its own process group, output to `logs/<slot>.log`), its pid file, its
-//! health, and a graceful stop (SIGTERM: the service drains, then exits 0).
+//! that outlives the deploy (its own process group, output to `logs/<slot>.log`) or as an instance of a
+//! systemd unit (systemd.rs), its pid file, its health, and a graceful stop (SIGTERM: the service
+//! drains, then exits 0).
 
 use std::fs;
 use std::os::unix::process::CommandExt as _;
@@ -12,6 +13,7 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::config::HostConfig;
+use super::systemd;
 use crate::http_probe::{self, Reply, Request};
 use crate::postgres::process_alive;
 
@@ -52,10 +54,23 @@ pub(crate) fn running(config: &HostConfig, slot: Slot) -> Option<u32> {
     process_alive(pid).then_some(pid)
 }
 
+/// Where the slot's output goes, for error messages.
+pub(crate) fn logs(config: &HostConfig, slot: Slot) -> String {
+    match &config.systemd_unit {
+        Some(unit) => format!("`journalctl -u {}`", systemd::instance(unit, slot)),
+        None => format!("logs/{}.log", slot.name()),
+    }
+}
+
 /// Starts `releases/<release>/app serve` in `slot`; returns its pid.
 pub(crate) fn start(config: &HostConfig, slot: Slot, release: &str) -> Result<u32> {
-    let binary = config.root.join(format!("releases/{release}/app"));
     fs::create_dir_all(config.root.join("run"))?;
+    if let Some(unit) = &config.systemd_unit {
+        let pid = systemd::start(config, unit, slot, release)?;
+        fs::write(pid_file(config, slot), pid.to_string())?;
+        return Ok(pid);
+    }
+    let binary = config.root.join(format!("releases/{release}/app"));
     fs::create_dir_all(config.root.join("logs"))?;
     let log_path = config.root.join(format!("logs/{}.log", slot.name()));
     let log = fs::OpenOptions::new()
@@ -84,8 +99,14 @@ pub(crate) fn start(config: &HostConfig, slot: Slot, release: &str) -> Result<u3
     Ok(pid)
 }
 
-/// SIGTERM, then wait until the process is gone; SIGKILL after the stop timeout.
+/// SIGTERM, then wait until the process is gone; SIGKILL after the stop timeout. (systemd does the
+/// same for an instance of its unit.)
 pub(crate) fn stop(config: &HostConfig, slot: Slot) -> Result<()> {
+    if let Some(unit) = &config.systemd_unit {
+        systemd::stop(unit, slot)?;
+        let _ = fs::remove_file(pid_file(config, slot));
+        return Ok(());
+    }
     let Some(pid) = running(config, slot) else {
         let _ = fs::remove_file(pid_file(config, slot));
         return Ok(());
@@ -135,13 +156,13 @@ pub(crate) fn wait_healthy(config: &HostConfig, slot: Slot, release: &str, pid: 
     let mut last = String::from("no answer yet");
     while streak < HEALTHY_STREAK {
         if !process_alive(pid) {
-            bail!("the candidate (pid {pid}) exited before it was healthy; see logs/{}.log", slot.name());
+            bail!("the candidate (pid {pid}) exited before it was healthy; see {}", logs(config, slot));
         }
         if Instant::now() > deadline {
             bail!(
-                "the candidate was not healthy within {:?}: {last}; see logs/{}.log",
+                "the candidate was not healthy within {:?}: {last}; see {}",
                 config.health_timeout,
-                slot.name()
+                logs(config, slot)
             );
         }
         match ready(config, slot, release) {
