@@ -76,6 +76,12 @@ impl Scratch {
     fn last_record(&self) -> serde_json::Value {
         self.audit().pop().expect("an audit record")
     }
+
+    /// The last audit record says the deploy failed in `state`.
+    fn assert_failed_in(&self, state: &str) {
+        let record = self.last_record();
+        assert_eq!((&record["result"], &record["state"]), (&"failed".into(), &state.into()), "{record}");
+    }
 }
 
 impl Drop for Scratch {
@@ -159,8 +165,7 @@ fn a_kubernetes_rollout_that_fails_is_undone_to_the_previous_revision() {
         .collect();
     assert_eq!(scratch.calls(), expected);
     assert!(!scratch.dir.join("deployed-image").exists(), "the fake cluster still runs the new release");
-    let record = scratch.last_record();
-    assert_eq!((&record["result"], &record["state"]), (&"failed".into(), &"HEALTHY".into()), "{record}");
+    scratch.assert_failed_in("HEALTHY");
 }
 
 #[test]
@@ -174,8 +179,7 @@ fn a_failed_migration_job_applies_nothing_of_the_new_release() {
     ]);
     assert_eq!(scratch.calls(), kubernetes_until_migrated());
     assert!(!scratch.dir.join("deployed-image").exists());
-    let record = scratch.last_record();
-    assert_eq!((&record["result"], &record["state"]), (&"failed".into(), &"MIGRATE".into()), "{record}");
+    scratch.assert_failed_in("MIGRATE");
 }
 
 #[test]
@@ -216,8 +220,7 @@ fn machines_left_on_the_old_image_fail_verify_and_the_previous_image_is_deployed
             fly(FLY_MACHINES)
         ]
     );
-    let record = scratch.last_record();
-    assert_eq!((&record["result"], &record["state"]), (&"failed".into(), &"VERIFY".into()), "{record}");
+    scratch.assert_failed_in("VERIFY");
 }
 
 #[test]
