@@ -90,15 +90,17 @@ struct Step {
     with: BTreeMap<&'static str, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     run: Option<&'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<&'static str, &'static str>,
 }
 
 impl Step {
     fn run(name: &'static str, command: &'static str) -> Self {
-        Self { name, uses: None, with: BTreeMap::new(), run: Some(command) }
+        Self { name, uses: None, with: BTreeMap::new(), run: Some(command), env: BTreeMap::new() }
     }
 
     fn uses(name: &'static str, pin: &ActionPin, with: BTreeMap<&'static str, Value>) -> Self {
-        Self { name, uses: Some(pin.reference()), with, run: None }
+        Self { name, uses: Some(pin.reference()), with, run: None, env: BTreeMap::new() }
     }
 
     fn checkout() -> Self {
@@ -181,10 +183,28 @@ fn deploy_job() -> Job {
         // Deploys queue behind each other; one is never cancelled half-way.
         concurrency: Some(Concurrency { group: "deploy-production", cancel_in_progress: Value::Bool(false) }),
         services: BTreeMap::new(),
-        // The target is configuration (a repository or environment variable), passed through `env:`.
-        env: BTreeMap::from([("DEPLOY_TARGET", "${{ vars.DEPLOY_TARGET }}")]),
+        // Where to deploy is configuration (repository or environment variables), passed through `env:`;
+        // an unset one is empty, which the xtask treats as not set.
+        env: BTreeMap::from([
+            ("DEPLOY_TARGET", "${{ vars.DEPLOY_TARGET }}"),
+            ("DEPLOY_ROOT", "${{ vars.DEPLOY_ROOT }}"),
+            ("DEPLOY_SSH", "${{ vars.DEPLOY_SSH }}"),
+            ("DEPLOY_SSH_KNOWN_HOSTS", "${{ vars.DEPLOY_SSH_KNOWN_HOSTS }}"),
+            ("DEPLOY_IMAGE", "${{ vars.DEPLOY_IMAGE }}"),
+        ]),
         // No cache restore here: what ships is built from a clean state.
-        steps: vec![Step::checkout(), Step::toolchain(), Step::run("Deploy", "cargo xtask deploy")],
+        steps: vec![
+            Step::checkout(),
+            Step::toolchain(),
+            Step {
+                // Secrets only in the one step that needs them, never in the command line.
+                env: BTreeMap::from([
+                    ("DEPLOY_SSH_KEY", "${{ secrets.DEPLOY_SSH_KEY }}"),
+                    ("FLY_API_TOKEN", "${{ secrets.FLY_API_TOKEN }}"),
+                ]),
+                ..Step::run("Deploy", "cargo xtask deploy")
+            },
+        ],
     }
 }
 
@@ -326,6 +346,11 @@ mod tests {
         assert!(steps.iter().all(|step| !step["uses"].as_str().unwrap_or("").starts_with("actions/cache")));
         assert!(steps.iter().any(|step| step["run"] == "cargo xtask deploy"));
         assert_eq!(deploy["env"]["DEPLOY_TARGET"], Value::from("${{ vars.DEPLOY_TARGET }}"));
+        // Secrets reach the deploy step alone, and nothing else in the file.
+        let deploy_step = steps.iter().find(|step| step["run"] == "cargo xtask deploy").expect("the deploy step");
+        assert_eq!(deploy_step["env"]["DEPLOY_SSH_KEY"], Value::from("${{ secrets.DEPLOY_SSH_KEY }}"));
+        let text = render().expect("renders");
+        assert_eq!(text.matches("secrets.").count(), deploy_step["env"].as_mapping().expect("env").len());
     }
 
     #[test]

@@ -463,10 +463,13 @@ fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing
 }
 
 /// A real sshd on loopback, with its own host key, client key and an ssh configuration naming it
-/// `shipshape-test` (and `shipshape-unreachable`, a port nothing listens on). Stopped when dropped.
+/// `shipshape-test`, `shipshape-bare` (no key or known host: those come from the environment) and
+/// `shipshape-unreachable` (a port nothing listens on). Stopped when dropped.
 struct Sshd {
     process: Child,
     client_config: PathBuf,
+    dir: PathBuf,
+    port: u16,
 }
 
 impl Sshd {
@@ -499,7 +502,9 @@ impl Sshd {
             format!(
                 "Host shipshape-test\n  HostName 127.0.0.1\n  Port {port}\n  User {}\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n\
                  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  LogLevel ERROR\n  SendEnv LLVM_PROFILE_FILE\n\
+                 Host shipshape-bare\n  HostName 127.0.0.1\n  Port {port}\n  User {}\n  SendEnv LLVM_PROFILE_FILE\n\
                  Host shipshape-unreachable\n  HostName 127.0.0.1\n  Port {}\n  ConnectTimeout 5\n",
+                user.trim(),
                 user.trim(),
                 free_port()
             ),
@@ -522,7 +527,7 @@ impl Sshd {
             assert!(Instant::now() < deadline, "sshd did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { process, client_config }
+        Self { process, client_config, dir, port }
     }
 }
 
@@ -569,6 +574,28 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
     assert!(stack.root.join("bin/xtask").is_file());
     assert!(stack.root.join("releases/s2/app").is_file());
     assert_eq!(std::fs::read_dir(stack.root.join("incoming")).map(Iterator::count).unwrap_or(0), 0);
+
+    // As in CI: the key (a secret) and the host's public key in the environment, written to private
+    // files for the run and removed after it.
+    let key = std::fs::read_to_string(sshd.dir.join("id")).expect("the client key");
+    let host_key = std::fs::read_to_string(sshd.dir.join("host_key.pub")).expect("the host key");
+    let known_hosts = format!("[127.0.0.1]:{} {}", sshd.port, host_key.trim());
+    let from_env = Run(stack
+        .xtask(&["deploy", "status", "--ssh", "shipshape-bare"])
+        .env("DEPLOY_SSH_CONFIG", &sshd.client_config)
+        .env("DEPLOY_SSH_KEY", key.trim_end())
+        .env("DEPLOY_SSH_KNOWN_HOSTS", &known_hosts)
+        .output()
+        .expect("xtask runs"))
+    .ok();
+    assert!(from_env.text().contains("serving: s1"), "{}", from_env.text());
+    assert!(!from_env.text().contains(key.trim()), "the key was printed");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("shipshape-ssh-"))
+        .collect();
+    assert!(left.is_empty(), "key files left behind: {left:?}");
 
     over_ssh("shipshape-unreachable", &["deploy", "status"])
         .failed(&["ssh could not reach shipshape-unreachable", "DEPLOY_SSH_CONFIG"]);

@@ -59,15 +59,19 @@ impl RootArg {
     }
 
     fn get_or(&self, default: Utf8PathBuf) -> Utf8PathBuf {
-        self.root.clone().or_else(|| std::env::var("DEPLOY_ROOT").ok().map(Utf8PathBuf::from)).unwrap_or(default)
+        self.root
+            .clone()
+            .or_else(|| std::env::var("DEPLOY_ROOT").ok().filter(|root| !root.is_empty()).map(Utf8PathBuf::from))
+            .unwrap_or(default)
     }
 
-    fn remote(&self) -> Option<remote::Remote> {
+    fn remote(&self) -> Result<Option<remote::Remote>> {
         self.ssh
             .clone()
             .or_else(|| std::env::var("DEPLOY_SSH").ok())
             .filter(|destination| !destination.is_empty())
             .map(remote::Remote::new)
+            .transpose()
     }
 }
 
@@ -94,7 +98,7 @@ enum Target {
 
 pub(crate) fn run(args: &DeployArgs) -> Result<()> {
     let root = args.root.get();
-    let remote = args.root.remote();
+    let remote = args.root.remote()?;
     if let (Some(remote), Some(action)) = (&remote, &args.action) {
         return match action {
             DeployAction::Status => remote.xtask(&root, &["deploy", "status"]),
@@ -177,7 +181,7 @@ fn to_platform<P: platform::Platform>(args: &DeployArgs, target: impl FnOnce(&Ut
 /// `cargo xtask rollback`: the previous release back into service, through the same machine.
 pub(crate) fn rollback(args: &RootArg) -> Result<()> {
     let root = args.get();
-    if let Some(remote) = args.remote() {
+    if let Some(remote) = args.remote()? {
         return remote.xtask(&root, &["rollback"]);
     }
     let Some(state) = records::read_state(&root)? else {

@@ -3,35 +3,72 @@
 //! both by sha256, then runs the very command it was given on the remote host over ssh: the same
 //! states, lock, journal and audit log, the same output and exit code. A connection lost mid-deploy
 //! ends the remote run at its next line of output, and the next deploy recovers from its journal.
+//!
+//! In CI the key and the host's public key come from the environment (`DEPLOY_SSH_KEY`, a secret, and
+//! `DEPLOY_SSH_KNOWN_HOSTS`): they are written to files only this user can read, removed on exit.
 
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::backup;
+use crate::{backup, cleanup};
 
 /// Where ssh and scp go: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Remote {
     destination: String,
-    /// An ssh configuration file (`DEPLOY_SSH_CONFIG`), for `-F`.
-    config: Option<Utf8PathBuf>,
+    /// Options for both ssh and scp.
+    options: Vec<String>,
+    /// Removes the key and known-hosts files taken from the environment.
+    _credentials: Option<cleanup::Guard>,
+}
+
+fn variable(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 
 impl Remote {
-    pub(crate) fn new(destination: String) -> Self {
-        let config = std::env::var("DEPLOY_SSH_CONFIG").ok().filter(|path| !path.is_empty()).map(Utf8PathBuf::from);
-        Self { destination, config }
+    pub(crate) fn new(destination: String) -> Result<Self> {
+        let mut options = Vec::new();
+        if let Some(config) = variable("DEPLOY_SSH_CONFIG") {
+            options.extend(["-F".to_owned(), config]);
+        }
+        let (key, known_hosts) = (variable("DEPLOY_SSH_KEY"), variable("DEPLOY_SSH_KNOWN_HOSTS"));
+        let mut credentials = None;
+        if key.is_some() || known_hosts.is_some() {
+            let dir = Utf8PathBuf::try_from(std::env::temp_dir())
+                .context("the temporary directory's path is not UTF-8")?
+                .join(format!("shipshape-ssh-{}", std::process::id()));
+            fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("creating {dir}"))?;
+            credentials = Some(cleanup::register({
+                let dir = dir.clone();
+                move || {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+            }));
+            if let Some(key) = key {
+                // ssh refuses a key file without its final newline, which secrets often lose.
+                let path = private_file(&dir.join("key"), &format!("{}\n", key.trim_end()))?;
+                options.extend(["-i".to_owned(), path.to_string(), "-o".to_owned(), "IdentitiesOnly=yes".to_owned()]);
+            }
+            if let Some(hosts) = known_hosts {
+                let path = private_file(&dir.join("known_hosts"), &format!("{}\n", hosts.trim_end()))?;
+                options.extend(
+                    ["-o", &format!("UserKnownHostsFile={path}"), "-o", "StrictHostKeyChecking=yes"].map(String::from),
+                );
+            }
+        }
+        Ok(Self { destination, options, _credentials: credentials })
     }
 
-    /// ssh or scp with the configuration file, never prompting (a deploy runs unattended).
+    /// ssh or scp with the options, never prompting (a deploy runs unattended).
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
-        if let Some(config) = &self.config {
-            command.arg("-F").arg(config);
-        }
-        command.args(["-o", "BatchMode=yes"]);
+        command.args(&self.options).args(["-o", "BatchMode=yes"]);
         command
     }
 
@@ -69,7 +106,7 @@ impl Remote {
 
     fn unreachable(&self) -> String {
         format!(
-            "ssh could not reach {}: check that `ssh {} true` works without a prompt (a key, a known host), or point DEPLOY_SSH_CONFIG at an ssh configuration",
+            "ssh could not reach {}: check that `ssh {} true` works without a prompt (a key, a known host), or point DEPLOY_SSH_CONFIG at an ssh configuration (in CI: DEPLOY_SSH_KEY and DEPLOY_SSH_KNOWN_HOSTS)",
             self.destination, self.destination
         )
     }
@@ -135,6 +172,18 @@ impl Remote {
         let _ = self.output(&words(&["rm", "-rf", root.join(format!("incoming/{release}")).as_str()]));
         result
     }
+}
+
+/// Writes `contents` to a new file only this user can read.
+fn private_file(path: &Utf8Path, contents: &str) -> Result<Utf8PathBuf> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {path}"))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {path}"))?;
+    Ok(path.to_owned())
 }
 
 fn words(args: &[&str]) -> Vec<String> {
