@@ -43,9 +43,9 @@ impl Target {
         Ok(Self { https, host: host.to_owned(), port })
     }
 
-    /// The same host over plain HTTP on port 80, where the redirect to HTTPS lives.
-    pub(crate) fn http_twin(&self) -> Self {
-        Self { https: false, host: self.host.clone(), port: 80 }
+    /// The same host over plain HTTP on `port` (80 in production), where the redirect to HTTPS lives.
+    pub(crate) fn http_twin(&self, port: u16) -> Self {
+        Self { https: false, host: self.host.clone(), port }
     }
 
     /// `host[:port]`, the port left out when it is the scheme's default, as a `Host` header says it.
@@ -132,23 +132,38 @@ fn exchange(mut stream: impl Read + Write, request: &Request<'_>) -> Result<Repl
     parse_head(&String::from_utf8_lossy(&received)).map(Reply::Response)
 }
 
+/// The name in a `Host` value, without its port (an IPv6 literal keeps its brackets).
+pub(crate) fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') && port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
 fn send_with_curl(target: &Target, request: &Request<'_>, insecure: bool) -> Result<Reply> {
     let mut curl = Command::new("curl");
     curl.args(["--silent", "--show-error", "--include", "--max-time", "10", "--request", request.method]);
     curl.args(["--header", &format!("Host: {}", request.host)]);
+    // The Host's name is also the TLS server name (SNI), as a browser would send it, while the
+    // connection goes to the URL's address: a server that refuses unknown names in the handshake is
+    // then probed as it is really used.
+    let name = host_name(request.host);
+    let url = Target { https: true, host: name.to_owned(), port: target.port }.url(request.path);
+    curl.args(["--connect-to", &format!("{name}:{}:{}:{}", target.port, target.host, target.port)]);
     for (name, value) in request.headers {
         curl.args(["--header", &format!("{name}: {value}")]);
     }
     if insecure {
         curl.arg("--insecure");
     }
-    curl.arg(target.url(request.path));
+    curl.arg(&url);
     let output = curl.output().context("https:// needs the `curl` command: install it (`apt-get install curl`)")?;
-    // 52: empty reply, 56: connection reset; both mean the server closed without answering.
+    // 52: empty reply, 56: connection reset, 35: the TLS handshake refused (nginx's
+    // `ssl_reject_handshake` for an unknown name); each means the server closed without answering.
     match output.status.code() {
         Some(0) => parse_head(&String::from_utf8_lossy(&output.stdout)).map(Reply::Response),
-        Some(52 | 56) => Ok(Reply::Closed),
-        _ => bail!("curl {}: {}", target.url(request.path), String::from_utf8_lossy(&output.stderr).trim()),
+        Some(35 | 52 | 56) => Ok(Reply::Closed),
+        _ => bail!("curl {url}: {}", String::from_utf8_lossy(&output.stderr).trim()),
     }
 }
 
@@ -178,7 +193,13 @@ mod tests {
         let target = Target::parse("https://app.example.com/base").expect("url");
         assert_eq!(target, Target { https: true, host: "app.example.com".into(), port: 443 });
         assert_eq!(target.authority(), "app.example.com");
-        assert_eq!(target.http_twin().authority(), "app.example.com");
+        assert_eq!(target.http_twin(80).authority(), "app.example.com");
+        assert_eq!(target.http_twin(8080).authority(), "app.example.com:8080");
+        assert_eq!(
+            (host_name("app.test:8443"), host_name("app.test"), host_name("[::1]")),
+            ("app.test", "app.test", "[::1]")
+        );
+        assert_eq!(host_name("[::1]:443"), "[::1]");
         let local = Target::parse("http://127.0.0.1:8001").expect("url");
         assert_eq!((local.port, local.authority().as_str()), (8001, "127.0.0.1:8001"));
         assert_eq!(Target::parse("http://[::1]").expect("url").host, "[::1]");

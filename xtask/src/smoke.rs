@@ -18,9 +18,13 @@ const HSTS_MIN_SECONDS: u64 = 31_536_000;
 pub(crate) struct SmokeArgs {
     /// The service's base URL, e.g. https://app.example.com (over https, its http:// twin is probed for the redirect).
     pub(crate) url: String,
-    /// Send this Host header instead of the URL's (a service reached by IP).
+    /// Send this Host header (and, over https, this TLS server name) instead of the URL's: a service
+    /// reached by its address before DNS points at it.
     #[arg(long)]
     pub(crate) host: Option<String>,
+    /// The plain-HTTP port probed for the redirect when the URL is https://.
+    #[arg(long, default_value_t = 80)]
+    pub(crate) http_port: u16,
     /// A route that must refuse anonymous clients with 401.
     #[arg(long, default_value = "/api/v1/notes")]
     pub(crate) protected_path: String,
@@ -116,8 +120,8 @@ fn readyz(probe: &Probe<'_>) -> Result<(), String> {
 
 fn https_redirect(probe: &Probe<'_>) -> Result<(), String> {
     let (plain, host) = if probe.target.https {
-        // The twin listens on the default port, so its Host carries none.
-        (probe.target.http_twin(), probe.host.rsplit_once(':').map_or(probe.host.as_str(), |(host, _)| host))
+        // The twin's Host carries no port, as a browser following an https:// link on port 80 sends it.
+        (probe.target.http_twin(probe.args.http_port), http_probe::host_name(&probe.host))
     } else {
         (probe.target.clone(), probe.host.as_str())
     };

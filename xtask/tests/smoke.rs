@@ -3,13 +3,39 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 use support::{app_binary, free_port};
 
-/// `app serve`, stopped when dropped.
+/// `app serve` in production on `listen`, until `listening` says so.
+fn serve(listen: &str, extra: &[(&str, &str)], listening: impl Fn() -> bool) -> Child {
+    let child = Command::new(app_binary())
+        .arg("serve")
+        .env("APP_ENV", "production")
+        .env("DATABASE_URL", std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)"))
+        .env("SECRET_KEY", "smoke-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+        .env("ALLOWED_HOSTS", "app.test")
+        .env("SILENCED_CHECKS", "security.W021")
+        .env("LISTEN_ADDR", listen)
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("DRAIN_DELAY", "0s")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("app starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !listening() {
+        assert!(Instant::now() < deadline, "the service did not listen on {listen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// `app serve` on a loopback port, stopped when dropped.
 struct Service {
     child: Child,
     port: u16,
@@ -18,27 +44,8 @@ struct Service {
 impl Service {
     fn start() -> Self {
         let port = free_port();
-        let child = Command::new(app_binary())
-            .arg("serve")
-            .env("APP_ENV", "production")
-            .env("DATABASE_URL", std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)"))
-            .env("SECRET_KEY", "smoke-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
-            .env("ALLOWED_HOSTS", "app.test")
-            .env("SILENCED_CHECKS", "security.W021")
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-            .env("DRAIN_DELAY", "0s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("app starts");
-        let service = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the service did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        service
+        let child = serve(&format!("127.0.0.1:{port}"), &[], || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        Self { child, port }
     }
 }
 
@@ -46,6 +53,113 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The production edge: real nginx running the files of deploy/nginx/ (TLS, the 308, HSTS, the default
+/// servers for unknown names), a self-signed certificate for app.test, and the service behind it on the
+/// unix socket upstream.conf connects to. Only what a host has elsewhere is changed: addresses and paths.
+struct Edge {
+    dir: PathBuf,
+    nginx: Child,
+    service: Child,
+    http: u16,
+    https: u16,
+}
+
+/// `text` with `from` replaced, which must be there: a changed artefact fails here, not quietly.
+fn substitute(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} is no longer in the artefact");
+    text.replace(from, to)
+}
+
+impl Edge {
+    fn start() -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("edge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (conf, (http, https)) = (dir.join("conf"), (free_port(), free_port()));
+        for sub in ["conf/shipshape/snippets", "conf/tls", "run", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        }
+        let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx");
+        let d = dir.display();
+        for name in [
+            "shipshape.conf",
+            "upstream.conf",
+            "snippets/tls.conf",
+            "snippets/proxy.conf",
+            "snippets/errors.conf",
+            "snippets/error-headers.conf",
+            "snippets/server-name.conf",
+        ] {
+            let mut text = std::fs::read_to_string(artefacts.join(name)).expect("an nginx artefact");
+            text = match name {
+                "shipshape.conf" => {
+                    let text = substitute(&text, "listen 80", &format!("listen 127.0.0.1:{http}"));
+                    let text = substitute(&text, "listen 443", &format!("listen 127.0.0.1:{https}"));
+                    let text = substitute(&text, "/var/log/nginx/", &format!("{d}/"));
+                    let text = substitute(&text, "/var/www/acme", &format!("{d}/acme"));
+                    text.lines().filter(|line| !line.contains("listen [::]")).collect::<Vec<_>>().join("\n")
+                }
+                "upstream.conf" => substitute(&text, "/srv/shipshape/run/", &format!("{d}/run/")),
+                "snippets/server-name.conf" => substitute(&text, "shipshape.example.com", "app.test"),
+                _ => text,
+            };
+            std::fs::write(conf.join("shipshape").join(name), text).expect("write");
+        }
+        // What the distribution's nginx.conf provides around `include shipshape/shipshape.conf`.
+        std::fs::write(
+            conf.join("nginx.conf"),
+            format!(
+                "daemon off;\nuser root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
+                 http {{\n  client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
+                 include shipshape/shipshape.conf;\n}}\n"
+            ),
+        )
+        .expect("write");
+        let certificate = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=app.test", "-addext", "subjectAltName=DNS:app.test", "-keyout"])
+            .arg(conf.join("tls/privkey.pem"))
+            .arg("-out")
+            .arg(conf.join("tls/fullchain.pem"))
+            .output()
+            .expect("openssl runs");
+        assert!(certificate.status.success(), "{}", String::from_utf8_lossy(&certificate.stderr));
+
+        let socket = dir.join("run/blue.sock");
+        std::os::unix::fs::symlink("blue.sock", dir.join("run/live.sock")).expect("link");
+        let service = serve(&format!("unix:{}", socket.display()), &[("TRUSTED_PROXIES", "127.0.0.1/32")], || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+        let nginx = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(conf.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts (apt-get install nginx)");
+        let edge = Self { dir, nginx, service, http, https };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", https)).is_err() {
+            let log = std::fs::read_to_string(edge.dir.join("error.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "nginx did not start: {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        edge
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers before it exits.
+        let _ = Command::new("kill").args(["-TERM", &self.nginx.id().to_string()]).status();
+        let _ = self.nginx.wait();
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -72,6 +186,33 @@ fn assert_checks(output: &Output, expected: &[(&str, bool)]) {
         assert!(line.starts_with(name), "{line} is not {name}");
         assert_eq!(passed, want, "{line}");
     }
+}
+
+const ALL_PASS: [(&str, bool); 9] = [
+    ("/healthz answers 200", true),
+    ("/readyz answers 200", true),
+    ("plain HTTP redirects to HTTPS with 308", true),
+    ("HSTS for at least a year, with includeSubDomains", true),
+    ("the security headers are present", true),
+    ("no server version", true),
+    ("an unknown Host is refused", true),
+    ("the protected route answers 401", true),
+    ("CORS refuses an unknown origin", true),
+];
+
+#[test]
+fn the_service_behind_the_production_nginx_passes_every_check() {
+    let edge = Edge::start();
+    let url = format!("https://127.0.0.1:{}", edge.https);
+    let output = smoke(&[&url, "--host", "app.test", "--http-port", &edge.http.to_string(), "--insecure"]);
+    assert_checks(&output, &ALL_PASS);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all 9 checks passed"));
+    // Without --host the TLS server name is the bare address, which the default server refuses in the
+    // handshake: a service must be smoked by the name it serves.
+    let by_address = smoke(&[&url, "--http-port", &edge.http.to_string(), "--insecure"]);
+    assert!(!by_address.status.success());
+    assert!(lines(&by_address).iter().any(|(passed, line)| !passed && line.starts_with("/healthz answers 200")));
 }
 
 #[test]
