@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::api::{Auth, PASSWORD, call, email, log_in_from, session_cookie, sign_up, signed_in};
+use support::api::{Auth, PASSWORD, call, email, log_in_from, protected_status, session_cookie, sign_up, signed_in};
 use support::service::{config, router_for};
 
 const PEER: &str = "203.0.113.10:50000";
@@ -44,7 +44,7 @@ async fn sign_up_log_in_use_and_log_out() {
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     assert_eq!(out.header("clear-site-data"), Some("\"cache\", \"cookies\", \"storage\""));
     assert!(out.header("set-cookie").is_some_and(|cookie| cookie.contains("Max-Age=0")));
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &session).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &session).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -73,8 +73,8 @@ async fn the_session_token_changes_at_every_login() {
     assert_eq!(again.status, StatusCode::OK);
     let second = session_cookie(&again);
     assert_ne!(&second, first_cookie);
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &first).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &Auth::Cookie(second)).await.status, StatusCode::OK);
+    assert_eq!(protected_status(&router, &first).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &Auth::Cookie(second)).await, StatusCode::OK);
     let stored: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_all(&db.pool).await.expect("query");
     assert!(stored.iter().all(|hash| hash.len() == 32), "only SHA-256 hashes are stored");
@@ -89,14 +89,14 @@ async fn idle_and_absolute_timeouts_end_sessions() {
         .execute(&db.pool)
         .await
         .expect("age");
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &session).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &session).await, StatusCode::UNAUTHORIZED);
 
     let (_, session) = signed_in(&router, "absolute").await;
     sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second'")
         .execute(&db.pool)
         .await
         .expect("expire");
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &session).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &session).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -190,8 +190,8 @@ async fn changing_the_password_ends_every_other_session() {
             .await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
 
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &here).await.status, StatusCode::OK);
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &elsewhere).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &here).await, StatusCode::OK);
+    assert_eq!(protected_status(&router, &elsewhere).await, StatusCode::UNAUTHORIZED);
     assert_eq!(log_in_from(&router, PEER, &address, PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(log_in_from(&router, PEER, &address, "tangerine vessel 42").await.status, StatusCode::OK);
 }

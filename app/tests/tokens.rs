@@ -6,7 +6,7 @@ mod support;
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::api::{Auth, call, signed_in, token};
+use support::api::{Auth, call, protected_status, signed_in, token};
 use support::service::{config, router_for};
 
 async fn api(db: &support::TestDb) -> Router {
@@ -21,7 +21,7 @@ async fn a_token_works_until_revoked_and_is_never_shown_again() {
     let secret = token(&router, &session).await;
     assert!(secret.starts_with("ss_"));
     let bearer = Auth::Bearer(secret.clone());
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::OK);
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::OK);
 
     let listed = call(&router, Method::GET, "/api/v1/tokens", None, &session).await;
     assert!(!listed.body.contains(&secret) && !listed.body.contains("\"token\""), "{}", listed.body);
@@ -35,7 +35,7 @@ async fn a_token_works_until_revoked_and_is_never_shown_again() {
         call(&router, Method::DELETE, &format!("/api/v1/tokens/{id}"), None, &session).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -49,12 +49,12 @@ async fn an_expired_token_is_refused() {
     assert_eq!(reply.status, StatusCode::CREATED);
     assert!(!reply.json()["expires_at"].is_null());
     let bearer = Auth::Bearer(reply.json()["token"].as_str().expect("token").to_owned());
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::OK);
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::OK);
     sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second'")
         .execute(&db.pool)
         .await
         .expect("expire");
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn tokens_cannot_mint_tokens_or_touch_other_accounts_tokens() {
         call(&router, Method::DELETE, &format!("/api/v1/tokens/{id}"), None, &bob).await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &bearer).await.status, StatusCode::OK, "still valid");
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::OK, "still valid");
     for body in [
         json!({ "name": "" }),
         json!({ "name": "x", "expires_in_days": 0 }),
@@ -86,5 +86,5 @@ async fn tokens_cannot_mint_tokens_or_touch_other_accounts_tokens() {
         );
     }
     let garbage = Auth::Bearer("ss_not-a-real-token".to_owned());
-    assert_eq!(call(&router, Method::GET, "/api/v1/notes", None, &garbage).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &garbage).await, StatusCode::UNAUTHORIZED);
 }

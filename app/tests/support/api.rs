@@ -36,6 +36,11 @@ pub async fn call(router: &Router, method: Method, path: &str, body: Option<Valu
     send(router, request(method, path, body, auth)).await
 }
 
+/// What a protected route answers to `auth`: 200 while it is valid, 401 once it is not.
+pub async fn protected_status(router: &Router, auth: &Auth) -> axum::http::StatusCode {
+    call(router, Method::GET, "/api/v1/notes", None, auth).await.status
+}
+
 /// A unique address, so tests sharing a database (or a Redis) never collide.
 pub fn email(tag: &str) -> String {
     format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
