@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod checks;
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod health;
 pub mod healthcheck;

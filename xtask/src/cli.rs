@@ -6,6 +6,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::backup::BackupArgs;
 use crate::deploy::{DeployArgs, RootArg};
 use crate::restore::RestoreArgs;
+use crate::secrets::SecretsArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
 
@@ -55,6 +56,9 @@ pub(crate) enum Command {
     RestoreDrill,
     /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
     Smoke(SmokeArgs),
+    /// `secrets check --target host|kubernetes|fly`: every variable a deployed service requires is in the
+    /// target's store (names only, never a value).
+    Secrets(SecretsArgs),
 }
 
 #[derive(Args, Debug, Default)]

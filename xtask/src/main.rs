@@ -20,6 +20,7 @@ mod redis;
 mod report;
 mod restore;
 mod restore_drill;
+mod secrets;
 mod smoke;
 mod steps;
 mod tools;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => restore::run(&args),
         Command::RestoreDrill => restore_drill::run(),
         Command::Smoke(args) => smoke::run(&args),
+        Command::Secrets(args) => secrets::run(&args),
     };
     cleanup::run_all();
     match result {

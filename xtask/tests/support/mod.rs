@@ -43,6 +43,12 @@ pub(crate) fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// PATH with the fake `kubectl`, `flyctl` and `systemctl` of `tests/fakes` first.
+pub(crate) fn fakes_first_on_path() -> String {
+    let fakes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+    format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default())
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
