@@ -7,7 +7,7 @@ use xshell::{Shell, cmd};
 use crate::postgres::{self, Database};
 use crate::redis::{self, Redis};
 use crate::tools::{self, Tool};
-use crate::{audit, coverage, diagnostics, project, report::Report, restore_drill, workflows};
+use crate::{audit, coverage, diagnostics, monitoring, project, report::Report, restore_drill, workflows};
 
 pub(crate) struct Step {
     pub(crate) name: &'static str,
@@ -86,6 +86,15 @@ pub(crate) const STEPS: &[Step] = &[
         tools: &[],
         hint: "run `cargo xtask workflows` and commit the result; never edit the YAML by hand",
         run: workflows_check,
+    },
+    Step {
+        name: "monitoring",
+        about: "deploy/monitoring passes promtool: config, rules, a unit test per alert, the dashboard's queries",
+        needs_postgres: false,
+        needs_redis: false,
+        tools: &[],
+        hint: "reproduce with `cd deploy/monitoring && promtool test rules alerts.test.yml`",
+        run: monitoring,
     },
     Step {
         name: "build",
@@ -264,6 +273,11 @@ fn workflows_check(ctx: &mut Context) -> Result<()> {
     workflows::lint(&ctx.sh)
 }
 
+fn monitoring(ctx: &mut Context) -> Result<()> {
+    tools::PROMETHEUS.require()?;
+    monitoring::check(&ctx.sh)
+}
+
 fn build(ctx: &mut Context) -> Result<()> {
     let cargo = &ctx.cargo;
     cmd!(ctx.sh, "{cargo} build --release --locked --package app").run()?;
@@ -287,7 +301,10 @@ mod tests {
     #[test]
     fn steps_run_in_the_documented_order() {
         let names: Vec<_> = STEPS.iter().map(|step| step.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "test", "restore-drill", "coverage", "audit", "workflows", "build"]);
+        assert_eq!(
+            names,
+            ["fmt", "clippy", "test", "restore-drill", "coverage", "audit", "workflows", "monitoring", "build"]
+        );
     }
 
     #[test]

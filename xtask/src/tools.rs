@@ -1,4 +1,5 @@
-//! The cargo tools the pipeline runs, pinned in one table; `cargo xtask setup` installs the missing ones.
+//! The tools the pipeline runs, pinned in tables: cargo tools, and programs from the distribution's
+//! packages; `cargo xtask setup` installs the missing ones.
 
 use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
@@ -37,6 +38,62 @@ impl Tool {
     }
 }
 
+/// A program from a Debian package, at the version the pipeline is tested with.
+#[derive(Debug)]
+pub(crate) struct Package {
+    pub(crate) program: &'static str,
+    pub(crate) package: &'static str,
+    pub(crate) version: &'static str,
+}
+
+/// `promtool check` / `promtool test rules` for deploy/monitoring.
+pub(crate) const PROMETHEUS: Package =
+    Package { program: "promtool", package: "prometheus", version: "2.42.0+ds-5+deb12u1" };
+
+/// Every distribution package the pipeline or its tests use.
+pub(crate) const PACKAGES: &[&Package] = &[&PROMETHEUS];
+
+impl Package {
+    fn installed(&self) -> bool {
+        which::which(self.program).is_ok()
+    }
+
+    /// Fails with the install command when the program is missing.
+    pub(crate) fn require(&self) -> Result<()> {
+        if !self.installed() {
+            bail!(
+                "`{}` is not installed: run `cargo xtask setup` (or `apt-get install {}={}`)",
+                self.program,
+                self.package,
+                self.version
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `apt-get install` of the missing packages, through `sudo -n` unless we are root.
+fn install_packages(sh: &Shell) -> Result<()> {
+    let missing: Vec<String> = PACKAGES
+        .iter()
+        .filter(|package| !package.installed())
+        .map(|package| format!("{}={}", package.package, package.version))
+        .collect();
+    for package in PACKAGES.iter().filter(|package| package.installed()) {
+        println!("{}: {} found", package.package, package.program);
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    let (program, sudo): (&str, &[&str]) = if root { ("apt-get", &[]) } else { ("sudo", &["-n", "apt-get"]) };
+    cmd!(sh, "{program} {sudo...} update -qq").run()?;
+    cmd!(sh, "{program} {sudo...} install -y -qq --no-install-recommends {missing...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    Ok(())
+}
+
 /// nextest is optional: the tests run under it when it is there, under libtest otherwise.
 pub(crate) fn nextest_installed() -> bool {
     std::process::Command::new(project::cargo())
@@ -70,7 +127,7 @@ pub(crate) fn setup() -> Result<()> {
             }
         }
     }
-    Ok(())
+    install_packages(&sh)
 }
 
 #[cfg(test)]
@@ -86,5 +143,6 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), tools.len());
         assert!(tools.iter().all(|tool| tool.version.split('.').count() == 3));
+        assert!(PACKAGES.iter().all(|package| package.version.contains('.') && !package.program.is_empty()));
     }
 }
