@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod api;
+pub mod receiver;
 pub mod service;
 
 use std::str::FromStr;
