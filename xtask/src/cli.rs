@@ -6,6 +6,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::backup::BackupArgs;
 use crate::deploy::{DeployArgs, RootArg};
 use crate::restore::RestoreArgs;
+use crate::restore_drill::RestoreDrillArgs;
 use crate::secrets::SecretsArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
@@ -52,8 +53,9 @@ pub(crate) enum Command {
     Backup(BackupArgs),
     /// Restore a backup over DATABASE_URL (a backup of the current data is taken first).
     Restore(RestoreArgs),
-    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time.
-    RestoreDrill,
+    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time
+    /// (--from-latest: the newest off-site backup instead).
+    RestoreDrill(RestoreDrillArgs),
     /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
     Smoke(SmokeArgs),
     /// `secrets check --target host|kubernetes|fly`: every variable a deployed service requires is in the

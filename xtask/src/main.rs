@@ -13,6 +13,7 @@ mod diagnostics;
 mod generated;
 mod http_probe;
 mod monitoring;
+mod offsite;
 mod openapi;
 mod pins;
 mod postgres;
@@ -25,6 +26,7 @@ mod restore_drill;
 mod secrets;
 mod smoke;
 mod steps;
+mod textfile;
 mod tools;
 mod workflows;
 
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
         Command::Rollback(root) => deploy::rollback(&root),
         Command::Backup(args) => backup::run(&args),
         Command::Restore(args) => restore::run(&args),
-        Command::RestoreDrill => restore_drill::run(),
+        Command::RestoreDrill(args) => restore_drill::run(&args),
         Command::Smoke(args) => smoke::run(&args),
         Command::Secrets(args) => secrets::run(&args),
     };

@@ -10,11 +10,25 @@ use std::path::Path;
 pub(crate) const BACKUP_LAST_SUCCESS: &str = "shipshape_backup_last_success_timestamp_seconds";
 /// When one last failed.
 pub(crate) const BACKUP_LAST_FAILURE: &str = "shipshape_backup_last_failure_timestamp_seconds";
+/// When a restore drill of the newest stored backup last succeeded, and last failed.
+pub(crate) const RESTORE_DRILL_LAST_SUCCESS: &str = "shipshape_restore_drill_last_success_timestamp_seconds";
+pub(crate) const RESTORE_DRILL_LAST_FAILURE: &str = "shipshape_restore_drill_last_failure_timestamp_seconds";
+/// When the backup that drill restored was taken: the newest backup known to restore.
+pub(crate) const RESTORED_BACKUP_TAKEN: &str = "shipshape_restore_drill_backup_timestamp_seconds";
 /// When the served certificate expires, by `domain`.
+#[allow(dead_code, reason = "named for tests/monitoring.rs; no command writes it yet")]
 pub(crate) const CERTIFICATE_EXPIRY: &str = "shipshape_tls_certificate_expiry_timestamp_seconds";
 
 /// Every name the jobs write.
-pub(crate) const NAMES: &[&str] = &[BACKUP_LAST_SUCCESS, BACKUP_LAST_FAILURE, CERTIFICATE_EXPIRY];
+#[allow(dead_code, reason = "read by tests/monitoring.rs, which compiles this file")]
+pub(crate) const NAMES: &[&str] = &[
+    BACKUP_LAST_SUCCESS,
+    BACKUP_LAST_FAILURE,
+    RESTORE_DRILL_LAST_SUCCESS,
+    RESTORE_DRILL_LAST_FAILURE,
+    RESTORED_BACKUP_TAKEN,
+    CERTIFICATE_EXPIRY,
+];
 
 /// Sets `name{labels}` to `value` in the job's file, keeping the file's other samples.
 pub(crate) fn set(dir: &Path, job: &str, name: &str, labels: &str, value: f64) -> io::Result<()> {

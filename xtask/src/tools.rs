@@ -38,20 +38,36 @@ impl Tool {
     }
 }
 
-/// A program from a Debian package, at the version the pipeline is tested with.
+/// Where a package comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The distribution (Debian), through `apt-get`.
+    Debian,
+    /// PyPI, through `pip`.
+    PyPi,
+}
+
+/// A program from a package, at the version the pipeline is tested with.
 #[derive(Debug)]
 pub(crate) struct Package {
     pub(crate) program: &'static str,
     pub(crate) package: &'static str,
     pub(crate) version: &'static str,
+    pub(crate) source: Source,
 }
 
 /// `promtool check` / `promtool test rules` for deploy/monitoring.
 pub(crate) const PROMETHEUS: Package =
-    Package { program: "promtool", package: "prometheus", version: "2.42.0+ds-5+deb12u1" };
+    Package { program: "promtool", package: "prometheus", version: "2.42.0+ds-5+deb12u1", source: Source::Debian };
+/// Encrypts off-site backups for the operator's key (the reference implementation).
+pub(crate) const AGE: Package =
+    Package { program: "age", package: "age", version: "1.1.1-1+b3", source: Source::Debian };
+/// An S3-compatible server for the off-site backup tests.
+pub(crate) const MOTO: Package =
+    Package { program: "moto_server", package: "moto[server]", version: "5.1.18", source: Source::PyPi };
 
-/// Every distribution package the pipeline or its tests use.
-pub(crate) const PACKAGES: &[&Package] = &[&PROMETHEUS];
+/// Every package the pipeline, its tests or the operations commands use.
+pub(crate) const PACKAGES: &[&Package] = &[&PROMETHEUS, &AGE, &MOTO];
 
 impl Package {
     fn installed(&self) -> bool {
@@ -61,27 +77,43 @@ impl Package {
     /// Fails with the install command when the program is missing.
     pub(crate) fn require(&self) -> Result<()> {
         if !self.installed() {
-            bail!(
-                "`{}` is not installed: run `cargo xtask setup` (or `apt-get install {}={}`)",
-                self.program,
-                self.package,
-                self.version
-            );
+            bail!("`{}` is not installed: run `cargo xtask setup` (or `{}`)", self.program, self.install_line());
         }
         Ok(())
     }
+
+    fn pinned(&self) -> String {
+        match self.source {
+            Source::Debian => format!("{}={}", self.package, self.version),
+            Source::PyPi => format!("{}=={}", self.package, self.version),
+        }
+    }
+
+    fn install_line(&self) -> String {
+        match self.source {
+            Source::Debian => format!("apt-get install {}", self.pinned()),
+            Source::PyPi => format!("python3 -m pip install '{}'", self.pinned()),
+        }
+    }
 }
 
-/// `apt-get install` of the missing packages, through `sudo -n` unless we are root.
+/// Installs the missing packages: `apt-get` (through `sudo -n` unless we are root), then `pip`.
 fn install_packages(sh: &Shell) -> Result<()> {
-    let missing: Vec<String> = PACKAGES
-        .iter()
-        .filter(|package| !package.installed())
-        .map(|package| format!("{}={}", package.package, package.version))
-        .collect();
     for package in PACKAGES.iter().filter(|package| package.installed()) {
         println!("{}: {} found", package.package, package.program);
     }
+    let missing = |source: Source| -> Vec<String> {
+        PACKAGES
+            .iter()
+            .filter(|package| package.source == source && !package.installed())
+            .map(|package| package.pinned())
+            .collect()
+    };
+    let python = missing(Source::PyPi);
+    if !python.is_empty() {
+        cmd!(sh, "python3 -m pip install --quiet --disable-pip-version-check {python...}").run()?;
+    }
+    let missing = missing(Source::Debian);
     if missing.is_empty() {
         return Ok(());
     }
