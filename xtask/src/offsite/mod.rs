@@ -16,7 +16,7 @@ use clap::Args;
 use self::retention::{Date, Retention};
 use self::s3::Store;
 use crate::postgres::client::{self, ScratchDatabase};
-use crate::{backup, cleanup, project, restore, restore_drill, textfile};
+use crate::{backup, cleanup, restore, restore_drill, textfile};
 
 /// Stored objects: `<prefix>db-<UTC time>.dump.age` and its `.sha256` beside it.
 const ENCRYPTED: &str = ".dump.age";
@@ -223,7 +223,10 @@ pub(crate) fn drill_latest(metrics_dir: Option<&Utf8Path>) -> Result<()> {
         .pop()
         .with_context(|| format!("no backup is stored under {} in {}", offsite.prefix, offsite.store.name()))?;
     let age_of = SystemTime::now().duration_since(newest.taken).unwrap_or_default();
-    let dir = project::target_dir().join(format!("restore-drill/offsite-{}", std::process::id()));
+    // Not the checkout's target/: scheduled drills run the xtask binary on a host without one.
+    let dir = Utf8PathBuf::try_from(std::env::temp_dir())
+        .context("the temporary directory's path is not UTF-8")?
+        .join(format!("shipshape-restore-drill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
     let _remove = remove_on_exit(&dir);
     let encrypted = dir.join(file_name(&newest.key));
