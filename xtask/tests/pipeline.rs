@@ -188,7 +188,8 @@ fn help_lists_every_step_with_one_line_each() {
     let scratch = Scratch::new("help");
     for args in [&["--help"][..], &["ci", "--help"][..]] {
         let help = scratch.xtask(args).text();
-        for step in ["fmt", "clippy", "test", "restore-drill", "coverage", "audit", "workflows", "build"] {
+        for step in ["fmt", "clippy", "test", "restore-drill", "migrations", "coverage", "audit", "workflows", "build"]
+        {
             assert!(
                 help.lines().any(|line| line.trim_start().starts_with(step)),
                 "{step} missing from {args:?}:\n{help}"
