@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Run, app_binary, free_port, psql};
+use support::{Run, app_binary, free_port, psql, release_with_a_migration};
 
 /// nginx in front of two slots, a database, a deploy root; everything stopped when dropped.
 struct Stack {
@@ -650,37 +650,6 @@ fn slots_run_as_instances_of_the_systemd_unit_when_configured() {
     assert_eq!(stack.slot_pids(), [pid.trim().parse::<u32>().expect("a pid")]);
 }
 
-/// A release with one migration more than the service, numbered `version` (far in the future, unknown
-/// to `app`): the real binary, whose `migrate --pending` also lists the migration while the database
-/// lacks it, and whose `migrate` applies it (the column `column` added to notes) and records it in
-/// `_sqlx_migrations` as sqlx does. `serve` is `serve_script`, or the service.
-fn release_with_a_migration(stack: &Stack, name: &str, version: u64, column: &str, serve_script: &str) -> PathBuf {
-    let path = stack.root.join(name);
-    let app = app_binary();
-    let app = app.display();
-    let applied = format!("SELECT 1 FROM _sqlx_migrations WHERE version = {version}");
-    let migration = format!(
-        "BEGIN; ALTER TABLE notes ADD COLUMN IF NOT EXISTS {column} boolean; \
-         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES ({version}, 'notes {column}', true, '\\x00', 1); COMMIT"
-    );
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nset -e\ncase \"$1 $2\" in\n\
-             'migrate --pending') {app} migrate --pending\n  \
-               psql --no-psqlrc -Atc \"{applied}\" \"$DATABASE_URL\" | grep -q 1 || echo '{version} notes {column}' ;;\n\
-             'migrate ') {app} migrate\n  psql --no-psqlrc -v ON_ERROR_STOP=1 -qc \"{migration}\" \"$DATABASE_URL\" ;;\n\
-             'serve ') {serve}\n;;\n\
-             *) exec {app} \"$@\" ;;\nesac\n",
-            serve = if serve_script.is_empty() { format!("exec {app} serve") } else { serve_script.to_owned() },
-        ),
-    )
-    .expect("write");
-    assert!(Command::new("chmod").arg("+x").arg(&path).status().expect("chmod").success());
-    path
-}
-
 #[test]
 fn rollbacks_across_a_migration_under_load_fail_no_request_and_lose_no_write() {
     let stack = Stack::new("migrated");
@@ -692,7 +661,7 @@ fn rollbacks_across_a_migration_under_load_fail_no_request_and_lose_no_write() {
     std::thread::sleep(Duration::from_millis(500));
 
     // r2 migrates while r1 serves; `cargo xtask rollback` puts r1 back, on r2's schema.
-    let r2 = release_with_a_migration(&stack, "r2-migrates", 29_990_101_000_000, "pinned", "");
+    let r2 = release_with_a_migration(&stack.root, "r2-migrates", 29_990_101_000_000, "pinned", "");
     let deployed = stack.deploy("r2", &r2).ok();
     for line in ["backed up to", "the backup restores:", "MIGRATE   ok"] {
         assert!(deployed.text().contains(line), "missing {line:?} in:\n{}", deployed.text());
@@ -703,7 +672,7 @@ fn rollbacks_across_a_migration_under_load_fail_no_request_and_lose_no_write() {
 
     // A release with a migration that fails VERIFY: its migration stays, r1 keeps serving on it.
     let stops = release_with_a_migration(
-        &stack,
+        &stack.root,
         "r3-stops",
         29_990_201_000_000,
         "archived",
@@ -754,7 +723,7 @@ fn a_backup_that_does_not_restore_stops_the_deploy_before_any_schema_change() {
          CREATE TABLE guarded (n int CHECK (allowed(n)));
          INSERT INTO guarded VALUES (1)",
     );
-    let r2 = release_with_a_migration(&stack, "r2-migrates", 29_990_101_000_000, "pinned", "");
+    let r2 = release_with_a_migration(&stack.root, "r2-migrates", 29_990_101_000_000, "pinned", "");
     stack.deploy("r2", &r2).failed(&["BACKUP    FAILED", "does not restore", "relation \"banned\" does not exist"]);
     assert_eq!(stack.serving(), "r1");
     let migrated = psql(
