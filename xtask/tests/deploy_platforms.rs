@@ -122,6 +122,17 @@ fn fly(args: &str) -> String {
 
 const FLY_MACHINES: &str = "machines list --app shipshape-test --json";
 
+/// A fly deploy of NEW whose VERIFY failed, undone by deploying OLD again.
+fn fly_undone_after_verify() -> [String; 5] {
+    [
+        fly(FLY_MACHINES),
+        fly(&format!("deploy {NEW}")),
+        fly(FLY_MACHINES),
+        fly(&format!("deploy {OLD}")),
+        fly(FLY_MACHINES),
+    ]
+}
+
 #[test]
 fn a_kubernetes_deploy_migrates_then_rolls_out_the_rendered_release() {
     let scratch = Scratch::new("k8s-ok");
@@ -210,16 +221,7 @@ fn machines_left_on_the_old_image_fail_verify_and_the_previous_image_is_deployed
         &format!("2 of 2 machines do not run {NEW}"),
         "undone: the previous release serves again",
     ]);
-    assert_eq!(
-        scratch.calls(),
-        [
-            fly(FLY_MACHINES),
-            fly(&format!("deploy {NEW}")),
-            fly(FLY_MACHINES),
-            fly(&format!("deploy {OLD}")),
-            fly(FLY_MACHINES)
-        ]
-    );
+    assert_eq!(scratch.calls(), fly_undone_after_verify());
     scratch.assert_failed_in("VERIFY");
 }
 
@@ -375,16 +377,7 @@ fn fly_s_undo_runs_the_previous_image_s_release_command_on_the_newer_schema() {
     // The new image's release_command migrates, its machines never come up: VERIFY fails and the
     // previous image is deployed again, its release_command running on the newer schema.
     scratch.deploy("fly", Some(NEW), &env).failed(&["VERIFY failed", "undone: the previous release serves again"]);
-    assert_eq!(
-        scratch.calls(),
-        [
-            fly(FLY_MACHINES),
-            fly(&format!("deploy {NEW}")),
-            fly(FLY_MACHINES),
-            fly(&format!("deploy {OLD}")),
-            fly(FLY_MACHINES)
-        ]
-    );
+    assert_eq!(scratch.calls(), fly_undone_after_verify());
     assert!(db.newer_schema());
     let log = migrate_log(&scratch);
     assert_eq!(log.matches("does not know").count(), 1, "{log}");

@@ -43,6 +43,21 @@ pub(crate) fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// A scratch workspace's xtask: the outer (coverage) build's settings and GitHub's must not leak into it.
+pub(crate) fn without_outer_build(command: &mut Command) {
+    for var in [
+        "GITHUB_ACTIONS",
+        "GITHUB_STEP_SUMMARY",
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        command.env_remove(var);
+    }
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
