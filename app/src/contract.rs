@@ -1,6 +1,6 @@
 //! What a deployed service cannot run without: the variables every staging and production target must
 //! provide. Plain data with no dependencies, so that `cargo xtask secrets check` compiles this same file
-//! and checks each target's store against it; `tests/contract.rs` holds the list to `config.rs` and
+//! and checks each target's store against it; `tests/required_variables.rs` holds the list to `config.rs` and
 //! `check --deploy`.
 
 /// One variable a deployed service requires.
@@ -20,4 +20,5 @@ pub const REQUIRED_WHEN_DEPLOYED: &[Required] = &[
     Required { name: "DATABASE_URL", secret: true, how: "postgres://USER:PASSWORD@HOST:5432/DB" },
     Required { name: "SECRET_KEY", secret: true, how: "`openssl rand -base64 48`" },
     Required { name: "ALLOWED_HOSTS", secret: false, how: "the host names the service answers to" },
+    Required { name: "TRUSTED_PROXIES", secret: false, how: "the address or network of the proxy in front" },
 ];

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use app::checks::{self, Report};
-use app::config::Config;
+use app::config::{Config, ConfigError, Problem};
 use app::state::AppState;
 use app::traces::Traces;
 use app::{db, error_reports, healthcheck, server, telemetry};
@@ -55,13 +55,12 @@ fn main() -> ExitCode {
         print!("{}", app::openapi::to_json());
         return ExitCode::SUCCESS;
     }
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(problems) => {
-            eprintln!("{problems}");
-            return ExitCode::from(2);
-        }
-    };
+    let (config, problems) = Config::read_env();
+    // `check --deploy` reports unreadable variables beside every other finding; the rest stop here.
+    if !problems.is_empty() && !matches!(cli.command, Command::Check { deploy: true, .. }) {
+        eprintln!("{}", ConfigError(problems));
+        return ExitCode::from(2);
+    }
     // Started before the runtime: both create their clients outside it, and the error reports' client
     // belongs to the main thread's hub, which the workers' hubs derive from. Dropped last: they flush.
     let serving = matches!(cli.command, Command::Serve);
@@ -78,7 +77,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
-    match runtime.block_on(run(cli.command, config, traces.as_ref())) {
+    match runtime.block_on(run(cli.command, config, &problems, traces.as_ref())) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -87,14 +86,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config, traces: Option<&Traces>) -> anyhow::Result<ExitCode> {
+async fn run(
+    command: Command,
+    config: Config,
+    problems: &[Problem],
+    traces: Option<&Traces>,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { deploy, format } => {
             if !deploy {
                 println!("the configuration is valid ({} environment)", config.environment.as_str());
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = Report::new(&config, checks::probe(&config).await?);
+            let report = Report::new(&config, problems, checks::probe(&config).await?);
             let observability = config.observability.summary();
             match format {
                 Format::Text => {
@@ -139,7 +143,7 @@ async fn run(command: Command, config: Config, traces: Option<&Traces>) -> anyho
             telemetry::init(&config, traces)?;
             if config.environment.is_deployed() {
                 // A deployed service refuses to run with a configuration `check --deploy` fails.
-                let report = Report::new(&config, checks::probe(&config).await?);
+                let report = Report::new(&config, &[], checks::probe(&config).await?);
                 if !report.passed() {
                     eprint!("refusing to start in {}:\n{}", config.environment.as_str(), report.to_text());
                     return Ok(ExitCode::FAILURE);
@@ -147,7 +151,8 @@ async fn run(command: Command, config: Config, traces: Option<&Traces>) -> anyho
             }
             let pool = db::pool(&config.database)?;
             if config.database.migrate_on_start {
-                db::migrator().run(&pool).await.context("migrating the database (MIGRATE_ON_START)")?;
+                let mut connection = pool.acquire().await.context("connecting to migrate (MIGRATE_ON_START)")?;
+                db::apply(&mut connection).await.context("MIGRATE_ON_START")?;
             }
             server::run(AppState::new(config, pool)).await?;
             Ok(ExitCode::SUCCESS)

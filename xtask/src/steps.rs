@@ -7,7 +7,7 @@ use xshell::{Shell, cmd};
 use crate::postgres::{self, Database};
 use crate::redis::{self, Redis};
 use crate::tools::{self, Tool};
-use crate::{audit, coverage, diagnostics, monitoring, project, report::Report, restore_drill, workflows};
+use crate::{audit, coverage, diagnostics, migrations, monitoring, project, report::Report, restore_drill, workflows};
 
 pub(crate) struct Step {
     pub(crate) name: &'static str,
@@ -47,7 +47,8 @@ pub(crate) const STEPS: &[Step] = &[
         about: "every test passes, run once under coverage instrumentation, on a real PostgreSQL",
         needs_postgres: true,
         needs_redis: true,
-        tools: &[&tools::LLVM_COV],
+        // age and moto for the off-site backup tests.
+        tools: &[&tools::LLVM_COV, &tools::AGE, &tools::MOTO],
         hint: "rerun the failing tests with `cargo xtask test NAME`",
         run: test,
     },
@@ -59,6 +60,16 @@ pub(crate) const STEPS: &[Step] = &[
         tools: &[],
         hint: "reproduce with `DATABASE_URL=... cargo xtask restore-drill` against a migrated database",
         run: restore_drill,
+    },
+    Step {
+        name: "migrations",
+        about: "migrations changed since the base pass squawk, and the base's release works on the new schema",
+        // Started by the step only when a migration changed: with none, it takes no time at all.
+        needs_postgres: false,
+        needs_redis: false,
+        tools: &[&tools::SQUAWK],
+        hint: "read docs/migrations.md (expand now, contract in a later deploy); rerun with `cargo xtask ci --only migrations`",
+        run: migrations::step,
     },
     Step {
         name: "coverage",
@@ -92,7 +103,7 @@ pub(crate) const STEPS: &[Step] = &[
         about: "deploy/monitoring passes promtool: config, rules, a unit test per alert, the dashboard's queries",
         needs_postgres: false,
         needs_redis: false,
-        tools: &[],
+        tools: &[&tools::PROMETHEUS],
         hint: "reproduce with `cd deploy/monitoring && promtool test rules alerts.test.yml`",
         run: monitoring,
     },
@@ -118,13 +129,24 @@ pub(crate) struct Context {
     pub(crate) coverage: Option<f64>,
     /// What the test runner reported, once the test step has run.
     pub(crate) tests: Option<diagnostics::TestCounts>,
+    /// `--base`: the revision whose release must work on the new schema (the migrations step).
+    pub(crate) base: Option<String>,
 }
 
 impl Context {
     pub(crate) fn new(report: Report) -> Result<Self> {
         let sh = Shell::new()?;
         sh.change_dir(project::root());
-        Ok(Self { sh, cargo: project::cargo(), report, database: None, redis: None, coverage: None, tests: None })
+        Ok(Self {
+            sh,
+            cargo: project::cargo(),
+            report,
+            database: None,
+            redis: None,
+            coverage: None,
+            tests: None,
+            base: None,
+        })
     }
 
     /// Makes sure what `step` needs is there before it runs.
@@ -274,7 +296,6 @@ fn workflows_check(ctx: &mut Context) -> Result<()> {
 }
 
 fn monitoring(ctx: &mut Context) -> Result<()> {
-    tools::PROMETHEUS.require()?;
     monitoring::check(&ctx.sh)
 }
 
@@ -303,7 +324,18 @@ mod tests {
         let names: Vec<_> = STEPS.iter().map(|step| step.name).collect();
         assert_eq!(
             names,
-            ["fmt", "clippy", "test", "restore-drill", "coverage", "audit", "workflows", "monitoring", "build"]
+            [
+                "fmt",
+                "clippy",
+                "test",
+                "restore-drill",
+                "migrations",
+                "coverage",
+                "audit",
+                "workflows",
+                "monitoring",
+                "build"
+            ]
         );
     }
 

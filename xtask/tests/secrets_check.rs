@@ -84,6 +84,7 @@ fn the_host_target_needs_each_variable_in_deploy_env_and_private_secret_files() 
         "APP_ENV=production".to_owned(),
         format!("DATABASE_URL_FILE={database_url}"),
         format!("SECRET_KEY_FILE={}", scratch.dir.join("absent").display()),
+        "TRUSTED_PROXIES=127.0.0.1/32".to_owned(),
         "DEPLOY_KEEP_RELEASES=3".to_owned(),
     ]);
     let run = scratch.check("host", &[]).failed(&[
@@ -93,7 +94,7 @@ fn the_host_target_needs_each_variable_in_deploy_env_and_private_secret_files() 
         "No such file",
         "ALLOWED_HOSTS is not in deploy.env",
     ]);
-    assert!(!run.text().contains("APP_ENV"), "{}", run.text());
+    assert!(!run.text().contains("APP_ENV") && !run.text().contains("TRUSTED_PROXIES"), "{}", run.text());
 
     let database_url = scratch.secret_file("database_url", 0o640);
     let secret_key = scratch.secret_file("secret_key", 0o600);
@@ -102,9 +103,10 @@ fn the_host_target_needs_each_variable_in_deploy_env_and_private_secret_files() 
         format!("DATABASE_URL_FILE={database_url}"),
         format!("SECRET_KEY_FILE={secret_key}"),
         format!("ALLOWED_HOSTS={SENTINEL}.example.com"),
+        "TRUSTED_PROXIES=127.0.0.1/32".to_owned(),
     ]);
     let run = scratch.check("host", &[]).ok();
-    assert!(run.text().contains("all 4 required variables are there"), "{}", run.text());
+    assert!(run.text().contains("all 5 required variables are there"), "{}", run.text());
 }
 
 #[test]
