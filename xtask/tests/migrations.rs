@@ -260,4 +260,16 @@ fn the_base_release_is_proven_on_the_new_schema_and_a_dropped_column_it_reads_fa
     ]);
     assert!(!run.text().contains(&format!("{file}:")), "the linter let it through:\n{}", run.text());
     assert!(!target.join("migrations-base/checkout").exists(), "the worktree was left behind");
+
+    // A base whose service does not compile: one line says so, and how to pick another.
+    git(&repo.dir, &["stash", "--include-untracked", "--quiet"]);
+    git(&repo.dir, &["checkout", "--quiet", "-b", "broken", "main"]);
+    std::fs::write(repo.dir.join("app/src/lib.rs"), "compile_error!(\"a release that does not build\");\n")
+        .expect("write");
+    git(&repo.dir, &["commit", "--quiet", "-am", "broken"]);
+    git(&repo.dir, &["checkout", "--quiet", "change"]);
+    git(&repo.dir, &["stash", "pop", "--quiet"]);
+    repo.migrations(&["--base", "broken"])
+        .failed(&["(--base broken) does not build: cargo's errors are above (fix: pass --base REF"]);
+    assert!(!target.join("migrations-base/checkout").exists(), "the worktree was left behind");
 }
