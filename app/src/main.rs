@@ -122,7 +122,8 @@ async fn run(command: Command, config: Config, problems: &[Problem]) -> anyhow::
             }
             let pool = db::pool(&config.database)?;
             if config.database.migrate_on_start {
-                db::migrator().run(&pool).await.context("migrating the database (MIGRATE_ON_START)")?;
+                let mut connection = pool.acquire().await.context("connecting to migrate (MIGRATE_ON_START)")?;
+                db::apply(&mut connection).await.context("MIGRATE_ON_START")?;
             }
             server::run(AppState::new(config, pool)).await?;
             Ok(ExitCode::SUCCESS)
