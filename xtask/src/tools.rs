@@ -124,7 +124,11 @@ pub(crate) fn setup() -> Result<()> {
                 }
                 Kind::Pip => {
                     let spec = format!("{}=={}", tool.package, tool.version);
-                    cmd!(sh, "python3 -m pip install --quiet --disable-pip-version-check {spec}").run()?;
+                    // A distribution's own Python refuses packages (PEP 668); these are self-contained
+                    // binaries in wheels, which break nothing it manages.
+                    cmd!(sh, "python3 -m pip install --quiet --disable-pip-version-check {spec}")
+                        .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
+                        .run()?;
                 }
                 Kind::Apt => apt.push(format!("{}={}", tool.package, tool.version)),
             },
