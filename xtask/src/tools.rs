@@ -13,7 +13,9 @@ pub(crate) enum Kind {
     Cargo,
     /// A PyPI package (a binary in a wheel): `python3 -m pip install package==version`, run as `<command>`.
     Pip,
-    /// A Debian package: `apt-get install package=version` (through `sudo -n` unless root), run as `<command>`.
+    /// A distribution package: `apt-get install package` (through `sudo -n` unless root), run as `<command>`.
+    /// The version is the one tested (Debian bookworm's); apt versions differ between distributions
+    /// (GitHub's Ubuntu runners), so the distribution's own is installed and a different one is reported.
     Apt,
 }
 
@@ -70,7 +72,7 @@ impl Tool {
         match self.kind {
             Kind::Cargo => format!("cargo install --locked {}@{}", self.package, self.version),
             Kind::Pip => format!("python3 -m pip install '{}=={}'", self.package, self.version),
-            Kind::Apt => format!("apt-get install {}={}", self.package, self.version),
+            Kind::Apt => format!("apt-get install {}", self.package),
         }
     }
 
@@ -130,7 +132,7 @@ pub(crate) fn setup() -> Result<()> {
                         .env("PIP_BREAK_SYSTEM_PACKAGES", "1")
                         .run()?;
                 }
-                Kind::Apt => apt.push(format!("{}={}", tool.package, tool.version)),
+                Kind::Apt => apt.push(tool.package),
             },
         }
     }
