@@ -10,6 +10,7 @@ use crate::restore_drill::RestoreDrillArgs;
 use crate::secrets::SecretsArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
+use crate::tls::TlsArgs;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "shipshape: the pipeline, deploys and operations for the service")]
@@ -67,6 +68,8 @@ pub(crate) enum Command {
     /// `secrets check --target host|kubernetes|fly`: every variable a deployed service requires is in the
     /// target's store (names only, never a value).
     Secrets(SecretsArgs),
+    /// `tls expiry --cert PEM --domain NAME --metrics-dir DIR`: the served certificate's expiry as a metric.
+    Tls(TlsArgs),
 }
 
 #[derive(Args, Debug, Default)]

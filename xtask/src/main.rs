@@ -28,6 +28,7 @@ mod secrets;
 mod smoke;
 mod steps;
 mod textfile;
+mod tls;
 mod tools;
 mod workflows;
 
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::RestoreDrill(args) => restore_drill::run(&args),
         Command::Smoke(args) => smoke::run(&args),
         Command::Secrets(args) => secrets::run(&args),
+        Command::Tls(args) => tls::run(&args),
     };
     cleanup::run_all();
     match result {

@@ -16,7 +16,6 @@ pub(crate) const RESTORE_DRILL_LAST_FAILURE: &str = "shipshape_restore_drill_las
 /// When the backup that drill restored was taken: the newest backup known to restore.
 pub(crate) const RESTORED_BACKUP_TAKEN: &str = "shipshape_restore_drill_backup_timestamp_seconds";
 /// When the served certificate expires, by `domain`.
-#[allow(dead_code, reason = "named for tests/monitoring.rs; no command writes it yet")]
 pub(crate) const CERTIFICATE_EXPIRY: &str = "shipshape_tls_certificate_expiry_timestamp_seconds";
 
 /// Every name the jobs write.

@@ -7,6 +7,8 @@
 mod retention;
 mod s3;
 
+pub(crate) use self::retention::days as days_since_epoch;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
