@@ -40,8 +40,9 @@ pub(crate) struct UploadArgs {
     /// …and of this many months.
     #[arg(long, default_value_t = 12)]
     pub(crate) keep_monthly: usize,
-    /// node_exporter's textfile directory, for the backup's success and failure times (alerts read them).
-    #[arg(long, value_name = "DIR")]
+    /// node_exporter's textfile directory, for the off-site backup's success and failure times (alerts
+    /// read them).
+    #[arg(long, value_name = "DIR", requires = "upload")]
     pub(crate) metrics_dir: Option<Utf8PathBuf>,
 }
 
