@@ -10,11 +10,15 @@ mod coverage;
 mod deploy;
 mod dev;
 mod diagnostics;
+mod dist;
 mod generated;
 mod http_probe;
+mod junit;
 mod openapi;
 mod pins;
 mod postgres;
+mod preflight;
+mod programs;
 mod project;
 mod redis;
 mod report;
@@ -33,12 +37,12 @@ fn main() -> ExitCode {
     cleanup::install_signal_handler();
     let result = match cli::parse() {
         Command::Ci(args) => ci::run(&args),
-        Command::Test { args } => steps::test_without_coverage(&args),
-        Command::Dev => dev::run(),
+        Command::Test { install, args } => steps::test_without_coverage(&args, install),
+        Command::Dev(install) => dev::run(install),
         Command::Postgres => postgres::serve_until_interrupted(),
         Command::Workflows { check } => workflows::run(check),
         Command::Openapi { check } => openapi::run(check),
-        Command::Setup => tools::setup(),
+        Command::Setup => preflight::setup(),
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(root) => deploy::rollback(&root),
         Command::Backup(args) => backup::run(&args),
