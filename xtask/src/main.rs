@@ -55,6 +55,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            // A failure that knows its fix (a missing tool: the command installing it) says it last.
+            let fix = report::hint(&error, "");
+            if !fix.is_empty() {
+                eprintln!("  fix: {fix}");
+            }
             ExitCode::FAILURE
         }
     }

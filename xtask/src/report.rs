@@ -289,6 +289,16 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_that_knows_its_fix_overrides_the_step_hint() {
+        let plain = anyhow::anyhow!("3 tests failed");
+        assert_eq!(hint(&plain, "rerun the failing tests"), "rerun the failing tests");
+        let missing = anyhow::Error::new(Fix::new("cargo-deny is not installed", "run `cargo install cargo-deny`"))
+            .context("preparing the step");
+        assert_eq!(hint(&missing, "rerun the failing tests"), "run `cargo install cargo-deny`");
+        assert_eq!(format!("{missing:#}"), "preparing the step: cargo-deny is not installed");
+    }
+
+    #[test]
     fn the_slowest_tests_are_listed_locally_and_in_the_summary() {
         let slowest = [
             TestTime { name: "app::notes::pages".into(), seconds: 7.5 },
