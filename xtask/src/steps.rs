@@ -83,7 +83,7 @@ pub(crate) const STEPS: &[Step] = &[
     },
     Step {
         name: "workflows",
-        about: ".github/workflows/ci.yml matches its model (and passes actionlint and zizmor when installed)",
+        about: ".github/workflows/ci.yml matches its model; zizmor (every audit) and actionlint (when installed) find nothing",
         needs_postgres: false,
         needs_redis: false,
         tools: &[&tools::ZIZMOR],
@@ -189,10 +189,9 @@ fn clippy(ctx: &mut Context) -> Result<()> {
     Ok(())
 }
 
-/// nextest's arguments, under llvm-cov with the `ci` profile (its JUnit report) when `coverage`.
+/// nextest's arguments, under llvm-cov when `coverage`.
 fn runner_args(coverage: bool, extra: &[String], threads: usize) -> Vec<String> {
-    let prefix: &[&str] =
-        if coverage { &["llvm-cov", "nextest", "--no-report", "--profile", "ci"] } else { &["nextest", "run"] };
+    let prefix: &[&str] = if coverage { &["llvm-cov", "nextest", "--no-report"] } else { &["nextest", "run"] };
     let mut args: Vec<String> = prefix.iter().map(|arg| (*arg).to_owned()).collect();
     args.extend(["--workspace", "--locked", "--no-fail-fast", "--test-threads"].map(String::from));
     // The cap goes before any `-- filter` of the caller's, which nextest passes to the test binaries.
@@ -201,14 +200,17 @@ fn runner_args(coverage: bool, extra: &[String], threads: usize) -> Vec<String> 
     args
 }
 
-/// Runs the test command, streaming its output and annotating panics; true when every test passed.
-fn run_tests(ctx: &mut Context, args: Vec<String>) -> Result<bool> {
+/// Runs the test command with nextest's `profile`, streaming its output and annotating panics; true when
+/// every test passed.
+fn run_tests(ctx: &mut Context, args: Vec<String>, profile: &str) -> Result<bool> {
     let database = ctx.database.as_ref().context("the test step runs with a database")?;
     let redis = ctx.redis.as_ref().context("the test step runs with a Redis")?;
     let expression = duct::cmd(&ctx.cargo, args)
         .dir(project::root())
         .env("DATABASE_URL", &database.url)
         .env("REDIS_URL", &redis.url)
+        // An environment variable, since llvm-cov takes `--profile` for cargo's build profile.
+        .env("NEXTEST_PROFILE", profile)
         .stderr_to_stdout();
     let mut panics = diagnostics::Panics::default();
     let mut counts = diagnostics::TestCounts::default();
@@ -236,7 +238,8 @@ fn test(ctx: &mut Context) -> Result<()> {
     let _ = std::fs::remove_file(junit::path());
     cmd!(ctx.sh, "{cargo} llvm-cov clean --workspace").run()?;
     let threads = ctx.database.as_ref().map_or(1, Database::test_threads);
-    let passed = run_tests(ctx, runner_args(true, &[], threads))?;
+    // The `ci` profile of .config/nextest.toml writes the JUnit report.
+    let passed = run_tests(ctx, runner_args(true, &[], threads), "ci")?;
     let counts = ctx.tests.unwrap_or_default();
     if !passed && counts.passed + counts.failed == 0 {
         return Err(Fix::new(
@@ -268,7 +271,7 @@ pub(crate) fn test_without_coverage(extra: &[String], install: InstallArgs) -> R
     ctx.redis = Some(redis::provide()?);
     let threads = ctx.database.as_ref().map_or(1, Database::test_threads);
     let args = runner_args(false, extra, threads);
-    if !run_tests(&mut ctx, args)? {
+    if !run_tests(&mut ctx, args, "default")? {
         bail!("some tests failed");
     }
     Ok(())
@@ -328,7 +331,7 @@ mod tests {
     #[test]
     fn runner_passes_thread_cap_profile_and_extra_arguments() {
         let args = runner_args(true, &["health".to_owned()], 3);
-        assert_eq!(args[..5], ["llvm-cov", "nextest", "--no-report", "--profile", "ci"]);
+        assert_eq!(args[..3], ["llvm-cov", "nextest", "--no-report"]);
         assert!(args.iter().any(|arg| arg == "health"));
         let threads = args.iter().position(|arg| arg == "--test-threads").expect("thread cap passed");
         assert_eq!(args[threads + 1], "3");

@@ -236,7 +236,8 @@ fn cargo_version(name: &str) -> Option<String> {
 /// Where pinned PyPI tools are installed: in the xtask's own `target/` (whichever workspace it works on),
 /// so nothing outside the checkout changes.
 pub(crate) fn pypi_dir() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/pypi")
+    let workspace = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Utf8Path::new(".."));
+    workspace.join("target/tools/pypi")
 }
 
 pub(crate) fn is_root() -> bool {
