@@ -159,15 +159,24 @@ pub(crate) fn run(needs: &[&'static Tool], args: InstallArgs) -> Result<()> {
         println!("preflight: all {} found ({:.1} s)", rows.len(), started.elapsed().as_secs_f64());
         return Ok(());
     }
-    let one_command = install_line(&missing);
-    if !args.installs() {
+    let plan = Plan::new(&missing);
+    let installer = if plan.system.is_empty() { None } else { system_installer(args) };
+    // Stop before any install when some of it could not be done anyway.
+    let refusal = if !args.installs() {
+        Some("installing is off: --no-install or XTASK_NO_INSTALL")
+    } else if !plan.system.is_empty() && installer.is_none() {
+        Some("system packages are installed only as root, in CI with passwordless sudo, or with --install-system")
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
         return Err(Fix::new(
-            format!("missing: {} (installing is off: --no-install or XTASK_NO_INSTALL)", names(&missing)),
-            format!("install them with `{one_command}`"),
+            format!("missing: {} ({why})", names(&missing)),
+            format!("install them with `{}`", install_line(&missing)),
         )
         .into());
     }
-    install(&missing, args)?;
+    install(&plan, installer)?;
     let still: Vec<&Tool> =
         missing.iter().copied().filter(|tool| matches!(tool.status(), Status::Missing(_))).collect();
     if still.is_empty() {
@@ -181,49 +190,52 @@ fn names(tools: &[&Tool]) -> String {
     tools.iter().map(|tool| tool.name).collect::<Vec<_>>().join(", ")
 }
 
-/// The pinned tools are installed where installing is on; system packages where `system_installer` allows.
-fn install(missing: &[&Tool], args: InstallArgs) -> Result<()> {
+/// What is missing, by how it is installed.
+#[derive(Debug, Default)]
+struct Plan {
+    /// `NAME@VERSION` for `cargo install --locked`.
+    cargo: Vec<String>,
+    /// `PACKAGE==VERSION` for pip.
+    pypi: Vec<String>,
+    system: Vec<Packages>,
+}
+
+impl Plan {
+    fn new(missing: &[&Tool]) -> Self {
+        let mut plan = Self::default();
+        for tool in missing {
+            match tool.source {
+                Source::Cargo { version } => plan.cargo.push(format!("{}@{version}", tool.name)),
+                Source::Pypi { package, version, .. } => plan.pypi.push(format!("{package}=={version}")),
+                Source::System { packages, .. } => plan.system.push(packages),
+            }
+        }
+        plan
+    }
+}
+
+/// Installs what `plan` lists; system packages with `installer` (the platform and a sudo prefix).
+fn install(plan: &Plan, installer: Option<(Platform, Vec<&str>)>) -> Result<()> {
     let sh = Shell::new()?;
     let cargo = project::cargo();
-    for tool in missing {
-        if let Source::Cargo { version } = tool.source {
-            let spec = format!("{}@{version}", tool.name);
-            println!("preflight: installing {spec} for {}", tool.purpose);
-            cmd!(sh, "{cargo} install --locked {spec}").run().with_context(|| format!("installing {spec}"))?;
-        }
+    for spec in &plan.cargo {
+        println!("preflight: installing {spec}");
+        cmd!(sh, "{cargo} install --locked {spec}").run().with_context(|| format!("installing {spec}"))?;
     }
-    let pypi: Vec<String> = missing
-        .iter()
-        .filter_map(|tool| match tool.source {
-            Source::Pypi { package, version, .. } => Some(format!("{package}=={version}")),
-            _ => None,
-        })
-        .collect();
-    if !pypi.is_empty() {
+    if !plan.pypi.is_empty() {
         let python = programs::find("python3").ok_or_else(|| {
             Fix::new("python3 is not installed (it installs the PyPI tools)", "install python3 and python3-pip")
         })?;
-        let dir = tools::pypi_dir();
+        let (dir, pypi) = (tools::pypi_dir(), &plan.pypi);
         println!("preflight: installing {} into {dir}", pypi.join(" "));
         cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check --upgrade --target {dir} {pypi...}")
             .run()
             .context("installing the PyPI tools (needs pip: python3-pip)")?;
     }
-    let system: Vec<Packages> = missing
-        .iter()
-        .filter_map(|tool| match tool.source {
-            Source::System { packages, .. } => Some(packages),
-            _ => None,
-        })
-        .collect();
-    if system.is_empty() {
-        return Ok(());
-    }
-    let Some((platform, sudo)) = system_installer(args) else {
-        // Not allowed to: the caller stops with the one command.
+    let Some((platform, sudo)) = installer else {
         return Ok(());
     };
-    let packages = platform.packages(&system);
+    let packages = platform.packages(&plan.system);
     println!("preflight: installing system packages: {}", packages.join(" "));
     for argv in platform.commands(&packages, Some(&sudo)) {
         let (program, rest) = argv.split_first().context("an install command")?;
@@ -234,39 +246,19 @@ fn install(missing: &[&Tool], args: InstallArgs) -> Result<()> {
 
 /// The one command that installs every tool of `missing`.
 fn install_line(missing: &[&Tool]) -> String {
+    let plan = Plan::new(missing);
     let mut parts = Vec::new();
-    let system: Vec<Packages> = missing
-        .iter()
-        .filter_map(|tool| match tool.source {
-            Source::System { packages, .. } => Some(packages),
-            _ => None,
-        })
-        .collect();
-    if !system.is_empty() {
+    if !plan.system.is_empty() {
         parts.push(Platform::detect().map_or_else(
             || format!("install the packages bringing {}", names(missing)),
-            |platform| platform.install_line(&system),
+            |platform| platform.install_line(&plan.system),
         ));
     }
-    let cargo: Vec<String> = missing
-        .iter()
-        .filter_map(|tool| match tool.source {
-            Source::Cargo { version } => Some(format!("{}@{version}", tool.name)),
-            _ => None,
-        })
-        .collect();
-    if !cargo.is_empty() {
-        parts.push(format!("cargo install --locked {}", cargo.join(" ")));
+    if !plan.cargo.is_empty() {
+        parts.push(format!("cargo install --locked {}", plan.cargo.join(" ")));
     }
-    let pypi: Vec<String> = missing
-        .iter()
-        .filter_map(|tool| match tool.source {
-            Source::Pypi { package, version, .. } => Some(format!("{package}=={version}")),
-            _ => None,
-        })
-        .collect();
-    if !pypi.is_empty() {
-        parts.push(format!("python3 -m pip install --target {} {}", tools::pypi_dir(), pypi.join(" ")));
+    if !plan.pypi.is_empty() {
+        parts.push(format!("python3 -m pip install --target {} {}", tools::pypi_dir(), plan.pypi.join(" ")));
     }
     parts.join(" && ")
 }
