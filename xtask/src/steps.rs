@@ -170,9 +170,11 @@ fn fmt(ctx: &mut Context) -> Result<()> {
 fn clippy(ctx: &mut Context) -> Result<()> {
     let args = ["clippy", "--workspace", "--all-targets", "--locked", "--message-format=json", "--", "-D", "warnings"];
     let report = &mut ctx.report;
+    let mut compile_error = false;
     let ok = diagnostics::stream(&duct::cmd(&ctx.cargo, args).dir(project::root()), |line| {
         match diagnostics::compiler_message(line) {
             Some(message) => {
+                compile_error |= message.compile_error;
                 print!("{}", message.rendered);
                 if let Some(annotation) = message.annotation {
                     report.annotate(&annotation);
@@ -183,6 +185,13 @@ fn clippy(ctx: &mut Context) -> Result<()> {
             None => println!("{line}"),
         }
     })?;
+    if compile_error {
+        return Err(Fix::new(
+            "the code does not compile",
+            "fix the errors above; `cargo build --workspace --all-targets` shows them",
+        )
+        .into());
+    }
     if !ok {
         bail!("clippy reported problems");
     }

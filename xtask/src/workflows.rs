@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 use xshell::{Shell, cmd};
 
 use crate::pins::{self, ActionPin};
+use crate::report::Fix;
 use crate::steps::STEPS;
 use crate::{generated, project, tools};
 
@@ -366,7 +367,11 @@ pub(crate) fn lint(sh: &Shell) -> Result<()> {
     println!("$ zizmor --offline --no-progress --persona auditor {file}");
     let status = zizmor.status().context("running zizmor")?;
     if !status.success() {
-        bail!("zizmor reported findings in {file} ({status})");
+        return Err(Fix::new(
+            format!("zizmor reported findings in {file} ({status})"),
+            "change the model in xtask/src/workflows.rs (or a pin in pins.rs) as the findings above say, then run `cargo xtask workflows`",
+        )
+        .into());
     }
     if which::which("actionlint").is_ok() {
         cmd!(sh, "actionlint {file}").run()?;
