@@ -158,11 +158,9 @@ mod tests {
 
     #[test]
     fn a_rustc_error_code_means_the_code_does_not_compile_and_a_lint_does_not() {
-        let lint = r#"{"reason":"compiler-message","message":{"rendered":"error: unused
-","level":"error","message":"m","code":{"code":"unused_variables"},"spans":[]}}"#;
+        let lint = r#"{"reason":"compiler-message","message":{"rendered":"error: unused\n","level":"error","message":"m","code":{"code":"unused_variables"},"spans":[]}}"#;
         assert!(!compiler_message(lint).expect("a message").compile_error);
-        let error = r#"{"reason":"compiler-message","message":{"rendered":"error[E0425]: x
-","level":"error","message":"cannot find value `x`","code":{"code":"E0425"},"spans":[]}}"#;
+        let error = r#"{"reason":"compiler-message","message":{"rendered":"error[E0425]: x\n","level":"error","message":"cannot find value `x`","code":{"code":"E0425"},"spans":[]}}"#;
         assert!(compiler_message(error).expect("a message").compile_error);
     }
 
