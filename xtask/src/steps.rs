@@ -101,10 +101,13 @@ pub(crate) const STEPS: &[Step] = &[
     },
 ];
 
-/// What the tests need: the runner (coverage aside), the servers they start and the programs they drive.
+/// What the tests need: the runner (coverage aside), the servers they start and the programs they drive
+/// (the pipeline's own tests run the audit and the workflow lint on scratch workspaces).
 pub(crate) const TEST_TOOLS: &[&Tool] = &[
     &tools::LLVM_COV,
     &tools::NEXTEST,
+    &tools::DENY,
+    &tools::ZIZMOR,
     &tools::POSTGRES_SERVER,
     &tools::POSTGRES_CLIENT,
     &tools::REDIS_SERVER,
