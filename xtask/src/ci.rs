@@ -22,6 +22,7 @@ pub(crate) fn run(args: &CiArgs) -> Result<()> {
     let selected = select(STEPS, args);
     preflight::run(&preflight::unique(selected.iter().flat_map(|step| step.tools)), args.install)?;
     let mut ctx = Context::new(Report::new())?;
+    ctx.base.clone_from(&args.base);
     let mut results = Vec::with_capacity(selected.len());
     // Each failed step with the hint that fits its failure.
     let mut failed: Vec<(&str, String)> = Vec::new();

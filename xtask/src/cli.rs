@@ -44,6 +44,12 @@ pub(crate) enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Lint the migrations changed since the base with squawk (the migrations step without its round trip).
+    LintMigrations {
+        /// Default: MIGRATIONS_BASE, else the merge-base with main, or HEAD~1 on main.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
+    },
     /// Install every prerequisite of the pipeline that is missing: pinned cargo and PyPI tools, system
     /// packages (through sudo when not root). `ci`, `test` and `dev` do this themselves for what they need.
     Setup,
@@ -72,6 +78,10 @@ pub(crate) struct CiArgs {
     /// Run only this step (repeatable).
     #[arg(long, value_name = "STEP", value_parser = step_names(), conflicts_with = "skip")]
     pub(crate) only: Vec<String>,
+    /// The revision whose release must work on the new schema (the migrations step). Default:
+    /// MIGRATIONS_BASE, else the merge-base with main, or HEAD~1 on main.
+    #[arg(long, value_name = "REF")]
+    pub(crate) base: Option<String>,
     #[command(flatten)]
     pub(crate) install: InstallArgs,
 }

@@ -85,8 +85,15 @@ pub(crate) const AUDITABLE: Tool = Tool::cargo("cargo-auditable", "0.7.7", "depe
 
 // PyPI tools, installed with pip into target/tools/pypi.
 pub(crate) const ZIZMOR: Tool = Tool::pypi("zizmor", "zizmor", "1.32.0", "workflow security lint");
+pub(crate) const SQUAWK: Tool = Tool::pypi("squawk", "squawk-cli", "2.70.0", "migration lint");
 
 // System programs, installed with the platform's package manager.
+pub(crate) const C_TOOLCHAIN: Tool = Tool::system(
+    "C toolchain",
+    &["cc", "make"],
+    Packages { apt: Some("build-essential"), dnf: Some("make"), brew: None },
+    "linking, jemalloc's C build",
+);
 pub(crate) const POSTGRES_SERVER: Tool = Tool::system(
     "PostgreSQL server",
     &["initdb", "pg_ctl", "postgres"],
