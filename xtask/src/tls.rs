@@ -38,7 +38,7 @@ pub(crate) fn run(args: &TlsArgs) -> Result<()> {
     if !domain.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*')) {
         bail!("--domain {domain:?} is not a host name");
     }
-    let mut openssl = std::process::Command::new("openssl");
+    let mut openssl = std::process::Command::new(crate::tools::OPENSSL.path().context("openssl is not installed")?);
     openssl.args(["x509", "-enddate", "-noout", "-in", cert.as_str()]);
     let out = client::output(openssl, &format!("openssl x509 -enddate of {cert}"))
         .with_context(|| format!("{cert} is not a readable PEM certificate"))?;

@@ -18,7 +18,7 @@ fn the_served_certificates_expiry_becomes_the_metric_the_alerts_read() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
-    let made = Command::new("openssl")
+    let made = support::program("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
         .args(["-subj", "/CN=app.test", "-keyout"])
         .arg(&key)

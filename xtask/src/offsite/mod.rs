@@ -285,12 +285,13 @@ fn remove_on_exit(path: &Utf8Path) -> cleanup::Guard {
 }
 
 fn tool_present() -> Result<()> {
-    crate::tools::AGE.require()
+    Ok(crate::tools::AGE.require()?)
 }
 
 /// `age` with `args`; its own messages name the problem (a bad recipient, the wrong key).
 fn age(args: &[&str]) -> Result<()> {
-    let mut command = std::process::Command::new("age");
+    let path = crate::tools::AGE.path().context("age is not installed")?;
+    let mut command = std::process::Command::new(path);
     command.args(args);
     client::output(command, "age").map(drop)
 }

@@ -21,7 +21,12 @@ impl S3Server {
     /// A running server with `bucket` created.
     pub(crate) fn start(bucket: &str) -> Self {
         let port = super::free_port();
-        let child = Command::new("moto_server")
+        // Installed by the preflight into target/tools/pypi (a script needing its PYTHONPATH), or anywhere.
+        let pypi = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/pypi");
+        let pinned = pypi.join("bin/moto_server");
+        let mut command = if pinned.is_file() { Command::new(pinned) } else { super::program("moto_server") };
+        let child = command
+            .env("PYTHONPATH", &pypi)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
