@@ -10,6 +10,10 @@ use xshell::{Shell, cmd};
 
 use crate::{project, promql};
 
+/// The unit tests of the alert rules: the service's alerts by the minute, the scheduled jobs' by the hour
+/// (evaluating those every minute for weeks would take half a minute).
+const TESTS: &[&str] = &["alerts.test.yml", "alerts-operations.test.yml"];
+
 fn dir() -> Utf8PathBuf {
     project::root().join("deploy/monitoring")
 }
@@ -23,8 +27,8 @@ pub(crate) fn check(sh: &Shell) -> Result<()> {
     let dir = dir();
     let _in_dir = sh.push_dir(&dir);
     cmd!(sh, "promtool check config prometheus.yml").run()?;
-    cmd!(sh, "promtool test rules alerts.test.yml").run()?;
-    untested_alerts(&read("alerts.yml")?, &read("alerts.test.yml")?)?;
+    cmd!(sh, "promtool test rules {TESTS...}").run()?;
+    untested_alerts(&read("alerts.yml")?, &tests()?)?;
 
     // promtool checks PromQL in rule files only: the dashboard's queries become recording rules of a
     // scratch file.
@@ -44,14 +48,22 @@ pub(crate) fn check(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// Every alert of the rules has a test case expecting it to fire.
-fn untested_alerts(rules: &str, tests: &str) -> Result<()> {
+/// The test files' contents.
+fn tests() -> Result<Vec<String>> {
+    TESTS.iter().map(|name| read(name)).collect()
+}
+
+/// Every alert of the rules has a test case expecting it to fire, in one of the test files.
+fn untested_alerts(rules: &str, tests: &[String]) -> Result<()> {
     let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(rules).context("alerts.yml is not YAML")?;
-    let tests: serde_yaml_ng::Value = serde_yaml_ng::from_str(tests).context("alerts.test.yml is not YAML")?;
-    let fired: BTreeSet<&str> = tests["tests"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
+    let tests: Vec<serde_yaml_ng::Value> = tests
+        .iter()
+        .map(|text| serde_yaml_ng::from_str(text))
+        .collect::<Result<_, _>>()
+        .context("a test file is not YAML")?;
+    let fired: BTreeSet<&str> = tests
+        .iter()
+        .flat_map(|file| file["tests"].as_sequence().into_iter().flatten())
         .flat_map(|test| test["alert_rule_test"].as_sequence().into_iter().flatten())
         .filter(|case| case["exp_alerts"].as_sequence().is_some_and(|alerts| !alerts.is_empty()))
         .filter_map(|case| case["alertname"].as_str())
@@ -65,7 +77,7 @@ fn untested_alerts(rules: &str, tests: &str) -> Result<()> {
         .filter(|alert| !fired.contains(alert))
         .collect();
     if !untested.is_empty() {
-        bail!("no test in alerts.test.yml expects these alerts to fire: {}", untested.join(", "));
+        bail!("no test in {} expects these alerts to fire: {}", TESTS.join(" or "), untested.join(", "));
     }
     Ok(())
 }
@@ -76,15 +88,14 @@ mod tests {
 
     #[test]
     fn every_committed_alert_has_a_firing_test() {
-        untested_alerts(&read("alerts.yml").expect("rules"), &read("alerts.test.yml").expect("tests"))
-            .expect("every alert tested");
+        untested_alerts(&read("alerts.yml").expect("rules"), &tests().expect("tests")).expect("every alert tested");
     }
 
     #[test]
     fn an_alert_tested_only_for_silence_counts_as_untested() {
         let rules = "groups: [{name: g, rules: [{alert: A, expr: up == 0}, {alert: B, expr: up == 1}]}]";
         let tests = "tests: [{alert_rule_test: [{alertname: A, exp_alerts: [{}]}, {alertname: B}]}]";
-        let error = untested_alerts(rules, tests).expect_err("B untested").to_string();
+        let error = untested_alerts(rules, &[tests.to_owned()]).expect_err("B untested").to_string();
         assert!(error.ends_with(": B"), "{error}");
     }
 }

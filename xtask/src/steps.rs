@@ -106,7 +106,7 @@ pub(crate) const STEPS: &[Step] = &[
         needs_postgres: false,
         needs_redis: false,
         tools: &[&tools::PROMETHEUS],
-        hint: "reproduce with `cd deploy/monitoring && promtool test rules alerts.test.yml`",
+        hint: "reproduce with `cd deploy/monitoring && promtool test rules alerts*.test.yml`",
         run: monitoring,
     },
     Step {
