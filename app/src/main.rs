@@ -101,13 +101,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { pending: false } => {
-            telemetry::init(&config)?;
+            let _logs = telemetry::init(&config)?;
             db::migrate(&config.database).await?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            telemetry::init(&config)?;
+            let _logs = telemetry::init(&config)?;
             if config.environment.is_deployed() {
                 // A deployed service refuses to run with a configuration `check --deploy` fails.
                 let report = Report::new(&config, checks::probe(&config).await?);

@@ -62,12 +62,19 @@ pub async fn create(pool: &PgPool, account: Uuid, absolute_timeout: Duration) ->
     Ok(token)
 }
 
-/// The account of a live session, marking it used; `None` once it expired or idled out.
+/// The account of a live session; `None` once it expired or idled out. `last_seen_at` is written at
+/// most once a minute per session (as `last_used_at` of tokens), so the idle timeout is exact to
+/// within that minute and a busy session takes no row lock per request.
 pub async fn authenticate(pool: &PgPool, token: &str, idle_timeout: Duration) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE sessions SET last_seen_at = now()
-         WHERE token_hash = $1 AND expires_at > now() AND last_seen_at > now() - make_interval(secs => $2)
-         RETURNING account_id",
+        "WITH live AS (
+             SELECT token_hash, account_id FROM sessions
+             WHERE token_hash = $1 AND expires_at > now() AND last_seen_at > now() - make_interval(secs => $2)
+         ), touched AS (
+             UPDATE sessions SET last_seen_at = now() FROM live
+             WHERE sessions.token_hash = live.token_hash AND sessions.last_seen_at < now() - interval '1 minute'
+         )
+         SELECT account_id FROM live",
     )
     .bind(tokens::digest(token))
     .bind(idle_timeout.as_secs_f64())
