@@ -5,6 +5,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod api;
+pub mod process;
+pub mod relay;
 pub mod service;
 
 use std::str::FromStr;
@@ -54,6 +56,14 @@ impl TestDb {
         migrator.set_locking(false);
         migrator.run(&pool).await.expect("migrating the test schema");
         Self { pool, schema, _keeper: keeper, url }
+    }
+}
+
+impl TestDb {
+    /// The URL another process (the app binary) uses to work in this test's schema.
+    pub fn schema_url(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.schema)
     }
 }
 
