@@ -4,7 +4,9 @@ use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::backup::BackupArgs;
+use crate::bench::BenchArgs;
 use crate::deploy::{DeployArgs, RootArg};
+use crate::fuzz::FuzzArgs;
 use crate::restore::RestoreArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
@@ -55,6 +57,10 @@ pub(crate) enum Command {
     RestoreDrill,
     /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
     Smoke(SmokeArgs),
+    /// Measure the release service against the bare limits; write docs/benchmarks.md (--check: compare).
+    Bench(BenchArgs),
+    /// Run the fuzz targets of fuzz/ for a bounded time each (nightly toolchain, cargo-fuzz).
+    Fuzz(FuzzArgs),
 }
 
 #[derive(Args, Debug, Default)]

