@@ -1,4 +1,5 @@
-//! What every handler and layer can reach: the configuration, the pool, and whether we are draining.
+//! What every handler and layer can reach: the configuration, the pool, the rate limiter, the
+//! password-hashing budget, and whether we are draining.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 
+use crate::auth::passwords::Hasher;
 use crate::config::Config;
 use crate::http::csp_report::ReportBudget;
 use crate::ratelimit::Limiter;
@@ -20,6 +22,8 @@ pub struct Parts {
     pub pool: PgPool,
     pub csp_reports: ReportBudget,
     pub limiter: Limiter,
+    /// The argon2 budget: how many hashes run at once, how many wait.
+    pub hasher: Hasher,
     draining: AtomicBool,
 }
 
@@ -35,7 +39,9 @@ impl AppState {
     pub fn new(config: Config, pool: PgPool) -> Self {
         let csp_reports = ReportBudget::new(config.limits.csp_reports_per_minute);
         let limiter = Limiter::from_config(&config.rate_limits);
-        Self(Arc::new(Parts { config: Arc::new(config), pool, csp_reports, limiter, draining: AtomicBool::new(false) }))
+        let hasher = Hasher::new(config.password_hashing);
+        let draining = AtomicBool::new(false);
+        Self(Arc::new(Parts { config: Arc::new(config), pool, csp_reports, limiter, hasher, draining }))
     }
 
     /// From now on `/readyz` answers 503 so that load balancers stop sending traffic here.

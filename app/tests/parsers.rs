@@ -1,5 +1,5 @@
 //! Properties of the parsers that read untrusted input, over generated input (proptest): configuration
-//! values, `Host`, `X-Forwarded-For`, request ids, and the notes list's pagination query. The same
+//! values, `Host`, `X-Forwarded-For`, request ids, and the notes list's pagination query and cursor. The same
 //! parsers have cargo-fuzz targets in `fuzz/` for longer runs (`cargo xtask fuzz`).
 
 use std::net::IpAddr;
@@ -8,10 +8,11 @@ use app::config::{Config, parse_duration};
 use app::http::hosts::{allowed, host_name};
 use app::http::proxy::resolve;
 use app::http::request_id::is_sane;
-use app::notes::Page;
+use app::notes::{Page, cursor};
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use proptest::prelude::*;
+use uuid::Uuid;
 
 const VARIABLES: &[&str] = &[
     "APP_ENV",
@@ -104,7 +105,8 @@ proptest! {
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .any(|hop| hop.trim().parse() == Ok(ip));
+            // An IPv4-mapped IPv6 hop counts as the IPv4 address it maps.
+            .any(|hop| hop.trim().parse::<IpAddr>().is_ok_and(|hop| hop.to_canonical() == ip.to_canonical()));
         prop_assert!(ip == peer || named, "{ip} is neither the peer nor a hop");
         // An untrusted peer's forwarding headers count for nothing.
         let stranger: IpAddr = [192, 0, 2, 1].into();
@@ -135,13 +137,33 @@ proptest! {
     }
 
     #[test]
-    fn a_cursor_is_exactly_a_uuid(id in any::<u128>(), limit in 0_u32..1000) {
-        let id = uuid::Uuid::from_u128(id);
-        let uri: Uri = format!("/api/v1/notes?after={id}&limit={limit}").parse().expect("uri");
-        let Query(page) = Query::<Page>::try_from_uri(&uri).expect("a uuid and a number are a page");
-        prop_assert_eq!(page.after, Some(id));
-        prop_assert_eq!(page.limit, Some(limit));
-        let mangled: Uri = format!("/api/v1/notes?after={}", &id.to_string()[1..]).parse().expect("uri");
-        prop_assert!(Query::<Page>::try_from_uri(&mangled).is_err());
+    fn a_cursor_opens_only_for_the_account_and_key_it_was_sealed_with(
+        key in prop::collection::vec(any::<u8>(), 1..64),
+        account in any::<u128>(),
+        note in any::<u128>(),
+        stranger in any::<u128>(),
+    ) {
+        let (account, note, stranger) = (Uuid::from_u128(account), Uuid::from_u128(note), Uuid::from_u128(stranger));
+        let sealed = cursor::seal(&key, account, note);
+        prop_assert_eq!(sealed.len(), 38);
+        prop_assert_eq!(cursor::open(&key, account, &sealed), Some(note));
+        prop_assume!(stranger != account);
+        prop_assert_eq!(cursor::open(&key, stranger, &sealed), None);
+        prop_assert_eq!(cursor::open(b"another key", account, &sealed), None);
+    }
+
+    #[test]
+    fn a_changed_cursor_is_refused(position in 0_usize..38, replacement in "[A-Za-z0-9_-]") {
+        let (account, note) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let sealed = cursor::seal(b"key", account, note);
+        let mut changed = sealed.clone();
+        changed.replace_range(position..=position, &replacement);
+        prop_assume!(changed != sealed);
+        prop_assert_eq!(cursor::open(b"key", account, &changed), None);
+    }
+
+    #[test]
+    fn any_text_is_refused_as_a_cursor(text in any::<String>()) {
+        prop_assert_eq!(cursor::open(b"key", Uuid::from_u128(1), &text), None);
     }
 }

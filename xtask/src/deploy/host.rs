@@ -78,7 +78,7 @@ fn walk(root: &Utf8Path, shipment: &Shipment, machine: &mut Machine) -> Result<(
             let file = backup::create(&url, &dir)?;
             backup::rotate(&dir, config.keep_releases, Duration::from_secs(30 * 86_400))?;
             println!("deploy: backed up to {file} before {pending} migration(s)");
-            Ok(())
+            super::restorable::prove(&url, &file, config.verify_backup_max)
         })?;
         machine.state("MIGRATE", || migrate(&config, release))?;
     }

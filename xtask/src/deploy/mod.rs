@@ -12,6 +12,7 @@ mod machine;
 mod platform;
 mod records;
 mod remote;
+mod restorable;
 mod slots;
 mod systemd;
 
