@@ -111,32 +111,20 @@ impl Write for NonBlocking {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::MemorySink;
 
     #[test]
     fn every_line_is_written_in_order_by_the_time_the_guard_drops() {
-        let out = Shared::default();
+        let out = MemorySink::default();
         let (mut writer, guard) = spawn(out.clone());
         for n in 0..1000 {
             writer.write_all(format!("line {n}\n").as_bytes()).expect("queued");
         }
         drop(guard);
-        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+        let text = out.contents();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1000);
         assert_eq!(lines[999], "line 999");
@@ -151,10 +139,10 @@ mod tests {
             writer.write_all(b"x\n").expect("never blocks");
         }
         assert_eq!(dropped.load(Ordering::Relaxed), 2);
-        let out = Shared::default();
+        let out = MemorySink::default();
         drop(writer);
         write_lines(&lines, out.clone(), &dropped);
-        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+        let text = out.contents();
         assert!(text.starts_with("x\n") && text.contains(r#""dropped":2"#), "{text}");
     }
 }
