@@ -123,7 +123,7 @@ Transfer/sec:      7.24MB
     #[test]
     fn headers_become_dash_h_arguments() {
         let args = args(3, &[("Authorization", "Bearer x")], "http://h/");
-        assert_eq!(args[..4], ["-t2", "-c32", "-d3s", "--latency"]);
-        assert_eq!(args[4..], ["-H", "Authorization: Bearer x", "http://h/"]);
+        assert_eq!(args[..6], ["-t2", "-c32", "-d3s", "--timeout", "10s", "--latency"]);
+        assert_eq!(args[6..], ["-H", "Authorization: Bearer x", "http://h/"]);
     }
 }
