@@ -20,8 +20,15 @@ pub(crate) struct Sample {
 
 /// The command line of one run, also printed in docs/benchmarks.md.
 pub(crate) fn args(seconds: u32, headers: &[(&str, &str)], url: &str) -> Vec<String> {
-    let mut args =
-        vec![format!("-t{THREADS}"), format!("-c{CONNECTIONS}"), format!("-d{seconds}s"), "--latency".to_owned()];
+    let mut args = vec![
+        format!("-t{THREADS}"),
+        format!("-c{CONNECTIONS}"),
+        format!("-d{seconds}s"),
+        // wrk's default of 2 s counts a request stalled by a busy machine as failed; 10 s still catches a hang.
+        "--timeout".to_owned(),
+        "10s".to_owned(),
+        "--latency".to_owned(),
+    ];
     for (name, value) in headers {
         args.push("-H".to_owned());
         args.push(format!("{name}: {value}"));
