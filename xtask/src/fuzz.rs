@@ -5,6 +5,7 @@
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use crate::preflight::{self, InstallArgs};
 use crate::{project, tools};
 
 #[derive(Args, Debug)]
@@ -14,10 +15,12 @@ pub(crate) struct FuzzArgs {
     seconds: u32,
     /// Only these targets (default: every one in fuzz/fuzz_targets).
     targets: Vec<String>,
+    #[command(flatten)]
+    install: InstallArgs,
 }
 
 pub(crate) fn run(args: &FuzzArgs) -> Result<()> {
-    tools::CARGO_FUZZ.ensure()?;
+    preflight::run(&[&tools::C_TOOLCHAIN, &tools::CARGO_FUZZ], args.install)?;
     let dir = project::root().join("fuzz");
     let all = targets(&dir)?;
     if let Some(unknown) = args.targets.iter().find(|target| !all.contains(target)) {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Run, app_binary, free_port, psql, release_with_a_migration};
+use support::{Run, app_binary, free_port, program, psql, release_with_a_migration};
 
 /// nginx in front of two slots, a database, a deploy root; everything stopped when dropped.
 struct Stack {
@@ -45,12 +45,12 @@ impl Stack {
             ),
         )
         .expect("write");
-        let nginx = Command::new("nginx")
+        let nginx = program("nginx")
             .args(["-p", &c.to_string(), "-c", &format!("{c}/nginx.conf")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nginx starts (apt-get install nginx)");
+            .expect("nginx starts");
         let server = std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)");
         let database = format!("xtask_deploy_{name}_{}", std::process::id());
         psql(&server, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
@@ -251,8 +251,11 @@ fn api_token(port: u16) -> String {
     let session = exchange(port, &request("POST", "/api/v1/session", "", account, false)).expect("log in");
     let cookie = session.cookie.expect("a session cookie");
     let headers = format!("Cookie: {cookie}\r\nSec-Fetch-Site: same-origin\r\n");
-    let token =
-        exchange(port, &request("POST", "/api/v1/tokens", &headers, r#"{"name":"load"}"#, false)).expect("token");
+    let token = exchange(
+        port,
+        &request("POST", "/api/v1/tokens", &headers, r#"{"name":"load","password":"plum kettle orbit 7"}"#, false),
+    )
+    .expect("token");
     assert_eq!(token.status, 201, "{}", token.body);
     let token: serde_json::Value = serde_json::from_str(&token.body).expect("JSON");
     format!("Authorization: Bearer {}\r\n", token["token"].as_str().expect("a token"))
@@ -477,11 +480,11 @@ impl Sshd {
         let dir = dir.join("ssh");
         std::fs::create_dir_all(&dir).expect("mkdir");
         for key in ["host_key", "id"] {
-            let status = Command::new("ssh-keygen")
+            let status = program("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
                 .arg(dir.join(key))
                 .status()
-                .expect("ssh-keygen runs (apt-get install openssh-client)");
+                .expect("ssh-keygen runs");
             assert!(status.success());
         }
         std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).expect("copy");
@@ -510,13 +513,10 @@ impl Sshd {
             ),
         )
         .expect("write");
-        // sshd wants its privilege-separation directory, and an absolute path to re-execute itself.
+        // sshd wants its privilege-separation directory, and an absolute path to re-execute itself
+        // (which `program` gives).
         let _ = std::fs::create_dir_all("/run/sshd");
-        let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
-            .into_iter()
-            .find(|path| Path::new(path).is_file())
-            .expect("sshd is installed (apt-get install openssh-server)");
-        let process = Command::new(sshd)
+        let process = program("sshd")
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .stdout(Stdio::null())

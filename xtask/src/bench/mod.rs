@@ -19,7 +19,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 
 use crate::postgres::{self, client};
-use crate::{project, redis, tools};
+use crate::preflight::{self, InstallArgs};
+use crate::tools::{self, Tool};
+use crate::{project, redis};
 use report::{Comparison, Footprint, Results, Runs, Stat};
 use servers::Server;
 
@@ -42,6 +44,8 @@ pub(crate) struct BenchArgs {
     /// release, for a before/after); the limits are still built from this tree.
     #[arg(long, value_name = "BINARY")]
     app: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    install: InstallArgs,
 }
 
 const NOTES_PATH: &str = "/api/v1/notes?limit=50";
@@ -65,7 +69,8 @@ struct Route<'a> {
 }
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
-    tools::WRK.ensure()?;
+    let needs: Vec<&Tool> = [&tools::C_TOOLCHAIN, &tools::WRK].into_iter().chain(postgres::needs()).collect();
+    preflight::run(&needs, args.install)?;
     duct::cmd(project::cargo(), ["build", "--release", "--locked", "--package", "app", "--package", "limits"])
         .dir(project::root())
         .run()
