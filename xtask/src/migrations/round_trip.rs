@@ -258,7 +258,8 @@ impl Seeded {
         let login = api.call(Auth::Nobody, "POST", "/api/v1/session", Some(&credentials), 200)?;
         let cookie = login.cookie.clone().with_context(|| format!("{} set no session cookie", login.request))?;
         let created =
-            api.call(Auth::Cookie(&cookie), "POST", "/api/v1/tokens", Some(&json!({ "name": label })), 201)?;
+            // Creating a token takes the password again.
+            api.call(Auth::Cookie(&cookie), "POST", "/api/v1/tokens", Some(&json!({ "name": label, "password": PASSWORD })), 201)?;
         let token = created.text("token")?;
         let mut notes = Vec::new();
         for (title, body) in [(format!("{label}: first"), "line one\nline two ✓"), (format!("{label}: second"), "")] {
