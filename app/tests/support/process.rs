@@ -35,7 +35,9 @@ impl Service {
     pub async fn start(db: &TestDb, overrides: &[(&str, &str)]) -> Self {
         let (addr, metrics) =
             (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port())));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
+        // `ABUSE_APP_BINARY=$PWD/target/release/app` (an absolute path) measures the build that ships instead of the test build.
+        let binary = std::env::var("ABUSE_APP_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_app").to_owned());
+        let mut command = Command::new(binary);
         command.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         if let Ok(profile) = std::env::var("LLVM_PROFILE_FILE") {
             command.env("LLVM_PROFILE_FILE", profile);
