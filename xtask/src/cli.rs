@@ -4,10 +4,16 @@ use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::backup::BackupArgs;
+use crate::bench::BenchArgs;
 use crate::deploy::{DeployArgs, RootArg};
+use crate::fuzz::FuzzArgs;
+use crate::preflight::InstallArgs;
 use crate::restore::RestoreArgs;
+use crate::restore_drill::RestoreDrillArgs;
+use crate::secrets::SecretsArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
+use crate::tls::TlsArgs;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "shipshape: the pipeline, deploys and operations for the service")]
@@ -19,11 +25,13 @@ struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run the service locally: a throwaway PostgreSQL, migrations, `app serve`; Ctrl-C stops all.
-    Dev,
+    Dev(InstallArgs),
     /// Run the CI pipeline (the steps below), exactly as GitHub Actions does.
     Ci(CiArgs),
     /// Run the tests (no coverage) against a throwaway PostgreSQL; arguments go to the test runner.
     Test {
+        #[command(flatten)]
+        install: InstallArgs,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -47,7 +55,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "REF")]
         base: Option<String>,
     },
-    /// Install the tools the pipeline needs, pinned: cargo tools and squawk (skipping those already installed).
+    /// Install every prerequisite of the pipeline that is missing: pinned cargo and PyPI tools, system
+    /// packages (through sudo when not root). `ci`, `test` and `dev` do this themselves for what they need.
     Setup,
     /// Ship the service through the deploy state machine (`--target host|kubernetes|fly`); also status, lock, unlock.
     Deploy(DeployArgs),
@@ -57,10 +66,20 @@ pub(crate) enum Command {
     Backup(BackupArgs),
     /// Restore a backup over DATABASE_URL (a backup of the current data is taken first).
     Restore(RestoreArgs),
-    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time.
-    RestoreDrill,
+    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time
+    /// (--from-latest: the newest off-site backup instead).
+    RestoreDrill(RestoreDrillArgs),
     /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
     Smoke(SmokeArgs),
+    /// `secrets check --target host|kubernetes|fly`: every variable a deployed service requires is in the
+    /// target's store (names only, never a value).
+    Secrets(SecretsArgs),
+    /// `tls expiry --cert PEM --domain NAME --metrics-dir DIR`: the served certificate's expiry as a metric.
+    Tls(TlsArgs),
+    /// Measure the release service against the bare limits; write docs/benchmarks.md (--check: compare).
+    Bench(BenchArgs),
+    /// Run the fuzz targets of fuzz/ for a bounded time each (nightly toolchain, cargo-fuzz).
+    Fuzz(FuzzArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -78,6 +97,8 @@ pub(crate) struct CiArgs {
     /// MIGRATIONS_BASE, else the merge-base with main, or HEAD~1 on main.
     #[arg(long, value_name = "REF")]
     pub(crate) base: Option<String>,
+    #[command(flatten)]
+    pub(crate) install: InstallArgs,
 }
 
 fn step_names() -> clap::builder::PossibleValuesParser {
@@ -121,6 +142,18 @@ mod tests {
     fn unknown_step_is_refused() {
         let result = Cli::try_parse_from(["xtask", "ci", "--only", "lint"]);
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn installing_can_be_turned_off_for_ci_test_and_dev() {
+        for args in [
+            &["xtask", "ci", "--no-install"][..],
+            &["xtask", "test", "--no-install", "health"],
+            &["xtask", "dev", "--no-install"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["xtask", "ci", "--no-install", "--install-system"]).is_err());
     }
 
     #[test]

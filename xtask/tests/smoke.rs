@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{app_binary, free_port};
+use support::{app_binary, free_port, program};
 
 /// `app serve` in production on `listen`, until `listening` says so.
 fn serve(listen: &str, extra: &[(&str, &str)], listening: impl Fn() -> bool) -> Child {
@@ -133,7 +133,7 @@ impl Edge {
         let service = serve(&format!("unix:{}", socket.display()), &[("TRUSTED_PROXIES", "127.0.0.1/32")], || {
             std::os::unix::net::UnixStream::connect(&socket).is_ok()
         });
-        let nginx = Command::new("nginx")
+        let nginx = program("nginx")
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -141,7 +141,7 @@ impl Edge {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nginx starts (apt-get install nginx)");
+            .expect("nginx starts");
         let edge = Self { dir, nginx, service, http, https };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", https)).is_err() {

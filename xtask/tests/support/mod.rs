@@ -1,9 +1,23 @@
 //! What the process-level tests share: an xtask run's output, psql, free ports and the service binary.
 #![allow(dead_code)] // each test crate uses its own part
 
+pub(crate) mod s3;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+// The xtask's own lookup, so a test finds a program exactly where the preflight reported it.
+#[path = "../../src/programs.rs"]
+mod programs;
+
+/// A command for a system program, found as the xtask finds it: `PATH`, then `/usr/sbin` and the other
+/// places distributions use (a normal user's `PATH` lacks `/usr/sbin`, where nginx and sshd live).
+pub(crate) fn program(name: &str) -> Command {
+    let path = programs::find(name)
+        .unwrap_or_else(|| panic!("`{name}` is not installed: `cargo xtask test` installs what the tests need"));
+    Command::new(path)
+}
 
 /// The output of one xtask run.
 pub(crate) struct Run(pub(crate) Output);
@@ -34,13 +48,19 @@ impl Run {
 
 /// Runs `sql` on `url`; the rows, trimmed, columns separated by `|`.
 pub(crate) fn psql(url: &str, sql: &str) -> String {
-    let output = Command::new("psql")
+    let output = program("psql")
         .args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set", "ON_ERROR_STOP=1"])
         .args(["--dbname", url, "--command", sql])
         .output()
         .expect("psql runs");
     assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// PATH with the fake `kubectl`, `flyctl` and `systemctl` of `tests/fakes` first.
+pub(crate) fn fakes_first_on_path() -> String {
+    let fakes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+    format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 /// A scratch workspace's xtask: the outer (coverage) build's settings and GitHub's must not leak into it.
