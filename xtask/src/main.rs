@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod checksum;
 mod ci;
 mod cleanup;
 mod cli;
@@ -10,11 +11,13 @@ mod coverage;
 mod deploy;
 mod dev;
 mod diagnostics;
+mod failpoint;
 mod generated;
 mod http_probe;
 mod openapi;
 mod pins;
 mod postgres;
+mod process;
 mod project;
 mod redis;
 mod report;

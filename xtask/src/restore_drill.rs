@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use camino::Utf8PathBuf;
 
-use crate::postgres::client::{self, ScratchDatabase, program};
-use crate::{backup, cleanup, project, restore};
+use crate::postgres::client::{self, ScratchDatabase};
+use crate::{backup, cleanup, process, project, restore};
 
 /// Row count and md5 of the rows in a stable order, per `schema.table`.
 type Fingerprint = BTreeMap<String, (u64, String)>;
@@ -140,14 +140,17 @@ pub(crate) fn ci_step(server_url: &str) -> Result<()> {
         .collect();
     files.sort_unstable();
     for file in &files {
-        let mut psql = program("psql")?;
-        psql.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction"]).args([
-            "--dbname",
-            &source.url,
+        let mut psql = client::connect("psql", &source.url)?;
+        psql.args([
+            "--no-psqlrc",
+            "--quiet",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
             "--file",
             file.as_str(),
         ]);
-        client::output(psql, &format!("applying {file}"))?;
+        process::output(psql, &format!("applying {file}"))?;
     }
     client::query(&source.url, SEED)?;
     let drill = drill(&source.url)?;

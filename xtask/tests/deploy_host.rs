@@ -149,7 +149,13 @@ impl Stack {
         ["blue", "green"]
             .iter()
             .filter_map(|slot| {
-                std::fs::read_to_string(self.root.join(format!("run/{slot}.pid"))).ok()?.trim().parse().ok()
+                // `PID START`: the pid and when that process started.
+                std::fs::read_to_string(self.root.join(format!("run/{slot}.pid")))
+                    .ok()?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
             })
             .collect()
     }
@@ -460,6 +466,151 @@ fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing
 
     stack.run(&["deploy", "--target", "fly"]).failed(&["--image REF", "nothing was deployed"]);
     stack.run(&["rollback"]).failed(&["nothing was deployed"]);
+}
+
+#[test]
+fn a_failure_between_the_two_link_renames_leaves_the_old_release_serving_and_is_recovered() {
+    let stack = Stack::new("switch");
+    let app = app_binary();
+    stack.deploy("good", &app).ok();
+    let links = || {
+        ["live", "standby"].map(|link| {
+            std::fs::read_link(stack.root.join(format!("run/{link}.sock"))).map(|target| target.display().to_string())
+        })
+    };
+    let with_fault = |release: &str, action: &str| {
+        let binary = app.to_str().expect("utf-8");
+        Run(stack
+            .xtask(&["deploy", "--target", "host", "--release", release, "--binary", binary])
+            .env("XTASK_FAILPOINT", format!("between-links:{action}"))
+            .output()
+            .expect("xtask runs"))
+    };
+
+    // An error (a full disk, say) between the renames: undone on the spot.
+    with_fault("error", "error").failed(&["SWITCH failed", "injected failure", "rolled back automatically"]);
+    assert_eq!(stack.serving(), "good");
+    assert!(stack.audit().contains(r#""result":"rolled back automatically""#));
+    assert!(!stack.root.join("journal.json").exists());
+
+    // SIGTERM there: the way out puts the links back and stops the candidate; the journal stays.
+    let terminated = with_fault("term", "term");
+    assert_eq!(terminated.0.status.code(), Some(128 + 15), "{}", terminated.text());
+    assert_eq!(stack.serving(), "good");
+    assert_eq!(stack.slot_pids().len(), 1, "the candidate was not stopped");
+    assert!(stack.run(&["deploy", "status"]).ok().text().contains("interrupted: the next deploy recovers it"));
+
+    // SIGKILL there: nothing runs on the way out, and both links name the release that served.
+    let killed = with_fault("kill", "kill");
+    assert_eq!(killed.0.status.code(), None, "{}", killed.text());
+    assert!(killed.text().contains("recovering: a deploy of term"), "{}", killed.text());
+    assert_eq!(links().map(Result::ok), [Some("blue.sock".to_owned()), Some("blue.sock".to_owned())]);
+    assert_eq!(stack.serving(), "good");
+
+    let next = stack.deploy("next", &app).ok();
+    assert!(next.text().contains("recovering: a deploy of kill (pid"), "{}", next.text());
+    assert!(next.text().contains("recovered; serving: good"), "{}", next.text());
+    assert_eq!(stack.serving(), "next");
+    assert_eq!(stack.slot_pids().len(), 1);
+    assert_eq!(stack.audit().matches(r#""result":"recovered""#).count(), 2, "{}", stack.audit());
+}
+
+#[test]
+fn a_stale_pid_file_naming_another_process_is_never_signalled() {
+    let stack = Stack::new("stale");
+    let app = app_binary();
+    stack.deploy("good", &app).ok();
+    // An unrelated process that got a pid the standby slot's file names: as after a reboot.
+    let mut bystander = Command::new("sleep").arg("300").spawn().expect("sleep runs");
+    let pid = bystander.id();
+    std::fs::write(stack.root.join("run/green.pid"), format!("{pid}\n")).expect("write");
+    stack.deploy("second", &app).ok();
+    // And with a start time that is not the bystander's (the slot that wrote it has exited).
+    std::fs::write(stack.root.join("run/blue.pid"), format!("{pid} 1\n")).expect("write");
+    stack.deploy("third", &app).ok();
+    assert!(bystander.try_wait().expect("wait").is_none(), "the deploy signalled pid {pid}, which was not its slot");
+    assert_eq!(stack.serving(), "third");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+#[test]
+fn the_service_gets_exactly_deploy_env_not_the_deploying_shell() {
+    let stack = Stack::new("env");
+    let app = app_binary();
+    // Exported in the operator's shell: a stray setting, and a DATABASE_URL_FILE that would clash with
+    // deploy.env's DATABASE_URL if the service inherited it.
+    let run = Run(stack
+        .xtask(&["deploy", "--target", "host", "--release", "clean", "--binary", app.to_str().expect("utf-8")])
+        .env("SHIPSHAPE_STRAY", "from-the-shell")
+        .env("DATABASE_URL_FILE", "/nonexistent/database_url")
+        .output()
+        .expect("xtask runs"))
+    .ok();
+    assert!(run.text().contains("MIGRATE   ok"), "{}", run.text());
+    let pid = stack.slot_pids()[0];
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the slot's environment");
+    let names: Vec<String> = environ
+        .split(|byte| *byte == 0)
+        .filter_map(|entry| String::from_utf8_lossy(entry).split_once('=').map(|(name, _)| name.to_owned()))
+        .collect();
+    assert!(!names.iter().any(|name| name == "SHIPSHAPE_STRAY" || name == "DATABASE_URL_FILE"), "{names:?}");
+    let deploy_env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
+    for name in &names {
+        let allowed = ["PATH", "LANG", "LC_ALL", "LISTEN_ADDR", "METRICS_ADDR", "APP_RELEASE"].contains(&name.as_str())
+            || deploy_env.lines().any(|line| line.starts_with(&format!("{name}=")));
+        assert!(allowed, "the slot sees {name}, which deploy.env does not set");
+    }
+}
+
+#[test]
+fn status_checks_the_slots_and_fails_once_the_live_release_is_gone() {
+    let stack = Stack::new("status");
+    let app = app_binary();
+    stack.deploy("good", &app).ok();
+    let status = stack.run(&["deploy", "status"]).ok();
+    for line in ["blue slot (live): ready, release good", "green slot (standby): not ready", "live: good answers ready"]
+    {
+        assert!(status.text().contains(line), "missing {line:?} in:\n{}", status.text());
+    }
+    // The records say one thing, the link another.
+    std::os::unix::fs::symlink("green.sock", stack.root.join("run/live.sock.tmp")).expect("link");
+    std::fs::rename(stack.root.join("run/live.sock.tmp"), stack.root.join("run/live.sock")).expect("rename");
+    let disagree = stack.run(&["deploy", "status"]);
+    assert!(
+        disagree.text().contains("records and reality disagree: run/live.sock names the green slot"),
+        "{}",
+        disagree.text()
+    );
+    std::os::unix::fs::symlink("blue.sock", stack.root.join("run/live.sock.tmp")).expect("link");
+    std::fs::rename(stack.root.join("run/live.sock.tmp"), stack.root.join("run/live.sock")).expect("rename");
+
+    let pid = stack.slot_pids()[0];
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill").success());
+    let killed = Instant::now();
+    let mut failed = stack.run(&["deploy", "status"]);
+    while failed.succeeded() && killed.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        failed = stack.run(&["deploy", "status"]);
+    }
+    println!("deploy status failed {:.2} s after the live slot was killed", killed.elapsed().as_secs_f64());
+    failed.failed(&["the live release good in the blue slot does not answer /readyz", "cargo xtask rollback"]);
+}
+
+#[test]
+fn release_ids_that_are_not_names_are_refused_before_anything_runs() {
+    let stack = Stack::new("ids");
+    let app = app_binary();
+    for bad in ["../x", "../releases/good", "a b", "x\nAPP_ENV=development", ".hidden"] {
+        let run = stack.deploy(bad, &app);
+        assert_eq!(run.0.status.code(), Some(2), "{bad:?}: {}", run.text());
+        assert!(run.text().contains("is not a release id"), "{}", run.text());
+    }
+    assert!(
+        !stack.root.join("x").exists()
+            && !stack.root.join("releases").exists()
+            && !stack.root.join("deploy.lock").exists()
+    );
 }
 
 /// A real sshd on loopback, with its own host key, client key and an ssh configuration naming it

@@ -15,7 +15,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::{backup, cleanup};
+use super::layout::{Layout, ReleaseId};
+use super::records::Origin;
+use crate::{checksum, cleanup};
 
 /// Where ssh and scp go: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
 #[derive(Debug)]
@@ -114,7 +116,7 @@ impl Remote {
     /// Puts `local` at `remote` (mode 0755) unless an identical file is there: copied under a
     /// temporary name, its sha256 checked, renamed.
     fn install(&self, local: &Utf8Path, remote: &Utf8Path) -> Result<()> {
-        let expected = backup::sha256(local)?;
+        let expected = checksum::sha256(local)?;
         let current = self.output(&words(&["sh", "-c", "sha256sum \"$0\" 2>/dev/null || true", remote.as_str()]))?;
         if current.split_whitespace().next() == Some(expected.as_str()) {
             return Ok(());
@@ -148,28 +150,39 @@ impl Remote {
         Ok(())
     }
 
-    /// Runs this xtask's `args` on the remote host with `--root root`, the remote xtask brought up to
-    /// date first.
-    pub(crate) fn xtask(&self, root: &Utf8Path, args: &[&str]) -> Result<()> {
-        let remote_xtask = root.join("bin/xtask");
+    /// Runs this xtask's `args` on the remote host with `--root root` and who deploys from what, the
+    /// remote xtask brought up to date first.
+    pub(crate) fn xtask(&self, layout: &Layout, args: &[&str], origin: &Origin) -> Result<()> {
+        let remote_xtask = layout.xtask();
         let this = std::env::current_exe().context("finding the xtask binary")?;
         let this = Utf8PathBuf::try_from(this).context("the xtask binary's path is not UTF-8")?;
         self.install(&this, &remote_xtask)?;
         let mut command = vec![remote_xtask.to_string()];
         command.extend(args.iter().map(|arg| (*arg).to_owned()));
-        command.extend(["--root".to_owned(), root.to_string()]);
+        command.extend(["--root".to_owned(), layout.root().to_string(), "--actor".to_owned(), origin.who.clone()]);
+        for (option, value) in [("--commit", &origin.commit), ("--run-url", &origin.run_url)] {
+            if let Some(value) = value {
+                command.extend([option.to_owned(), value.clone()]);
+            }
+        }
         self.run(&command)
     }
 
     /// `deploy --target host` of `binary` as `release` on the remote host.
-    pub(crate) fn deploy(&self, root: &Utf8Path, release: &str, binary: &Utf8Path) -> Result<()> {
-        let incoming = root.join(format!("incoming/{release}/app"));
+    pub(crate) fn deploy(
+        &self,
+        layout: &Layout,
+        release: &ReleaseId,
+        binary: &Utf8Path,
+        origin: &Origin,
+    ) -> Result<()> {
+        let incoming = layout.incoming(release).join("app");
         self.install(binary, &incoming)?;
         println!("deploy: {binary} is on {} as {incoming}", self.destination);
-        let result =
-            self.xtask(root, &["deploy", "--target", "host", "--release", release, "--binary", incoming.as_str()]);
+        let args = ["deploy", "--target", "host", "--release", release.as_str(), "--binary", incoming.as_str()];
+        let result = self.xtask(layout, &args, origin);
         // The release is staged under releases/ now (or the deploy failed): the upload is not needed.
-        let _ = self.output(&words(&["rm", "-rf", root.join(format!("incoming/{release}")).as_str()]));
+        let _ = self.output(&words(&["rm", "-rf", layout.incoming(release).as_str()]));
         result
     }
 }

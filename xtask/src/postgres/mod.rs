@@ -5,8 +5,6 @@ pub(crate) mod client;
 mod cluster;
 mod container;
 
-pub(crate) use cluster::process_alive;
-
 use anyhow::{Result, bail};
 
 use crate::cleanup;
