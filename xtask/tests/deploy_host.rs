@@ -399,7 +399,12 @@ fn deploys_and_automatic_rollbacks_under_load_fail_no_request_and_lose_no_write(
     assert_eq!(stack.serving(), "r1");
     assert!(stack.run(&["deploy", "status"]).ok().text().contains("serving: r1 in the blue slot (previous: r2)"));
     let audit = stack.audit();
-    assert_eq!(audit.lines().filter(|line| line.contains(r#""result":"deployed""#)).count(), 3, "{audit}");
+    assert_eq!(audit.lines().filter(|line| line.contains(r#""result":"deployed""#)).count(), 2, "{audit}");
+    let rollback: serde_json::Value = serde_json::from_str(audit.lines().last().expect("a record")).expect("JSON");
+    assert_eq!(
+        (&rollback["result"], &rollback["release"], &rollback["previous"]),
+        (&"rolled back".into(), &"r1".into(), &"r2".into())
+    );
     assert_eq!(stack.slot_pids().len(), 1, "the old slot was not stopped");
 }
 
@@ -708,7 +713,30 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
             &["deploy", "--target", "host", "--release", release, "--binary", app.to_str().expect("utf-8")],
         )
     };
-    let first = deploy("s1").ok();
+    // As in Actions: who, what and which run, passed to the remote xtask as arguments.
+    let first = Run(stack
+        .xtask(&["deploy", "--target", "host", "--release", "s1", "--binary", app.to_str().expect("utf-8")])
+        .args(["--ssh", "shipshape-test"])
+        .env("DEPLOY_SSH_CONFIG", &sshd.client_config)
+        .env("GITHUB_ACTOR", "octocat")
+        .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "acme/shipshape")
+        .env("GITHUB_RUN_ID", "42")
+        .output()
+        .expect("xtask runs"))
+    .ok();
+    let record: serde_json::Value =
+        serde_json::from_str(stack.audit().lines().last().expect("a record")).expect("JSON");
+    assert_eq!(
+        (&record["who"], &record["commit"], &record["run_url"], &record["result"]),
+        (
+            &"octocat".into(),
+            &"0123456789abcdef0123456789abcdef01234567".into(),
+            &"https://github.com/acme/shipshape/actions/runs/42".into(),
+            &"deployed".into()
+        )
+    );
     for state in ["PREFLIGHT", "LOCK", "STAGE", "BACKUP", "MIGRATE", "HEALTHY", "SWITCH", "VERIFY", "FINALIZE"] {
         assert!(first.text().contains(state), "no line for {state}:\n{}", first.text());
     }
@@ -799,4 +827,111 @@ fn slots_run_as_instances_of_the_systemd_unit_when_configured() {
     // Stack::drop stops what runs in a slot by its pid file; the fake kept its own as well.
     let pid = std::fs::read_to_string(stack.root.join("systemd-green.pid")).expect("green runs");
     assert_eq!(stack.slot_pids(), [pid.trim().parse::<u32>().expect("a pid")]);
+}
+
+/// The unprivileged user the non-root deploy runs as, created when missing (we are root); `None` when
+/// we are not root and cannot create one.
+fn deploy_user() -> Option<(u32, u32)> {
+    const USER: &str = "shipshape-deployer";
+    let id = |flag: &str| {
+        let output = Command::new("id").args([flag, USER]).output().ok()?;
+        String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let created = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER])
+            .status()
+            .is_ok_and(|status| status.success());
+        if !created {
+            return None;
+        }
+    }
+    Some((id("-u")?, id("-g")?))
+}
+
+#[test]
+fn a_deploy_user_without_privileges_deploys_through_sudo_for_the_units_only() {
+    let root_uid = std::fs::metadata("/proc/self").map(|own| std::os::unix::fs::MetadataExt::uid(&own));
+    if root_uid.ok() != Some(0) {
+        println!("skipped: creating the unprivileged deploy user needs root, and this test runs as another user");
+        return;
+    }
+    let (uid, gid) = deploy_user().expect("useradd creates the deploy user");
+    let stack = Stack::new("nonroot");
+    let env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
+    std::fs::write(stack.root.join("deploy.env"), format!("{env}DEPLOY_SYSTEMD_UNIT=shipshape@\n")).expect("write");
+    // The deploy user owns the deploy root, as the runbook installs it.
+    assert!(
+        Command::new("chown").args(["-R", &format!("{uid}:{gid}")]).arg(&stack.root).status().expect("chown").success()
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
+    let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+    let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default());
+    let app = app_binary();
+    let deploy = |release: &str| {
+        let mut command = stack.xtask(&[
+            "deploy",
+            "--target",
+            "host",
+            "--release",
+            release,
+            "--binary",
+            app.to_str().expect("utf-8"),
+        ]);
+        std::os::unix::process::CommandExt::uid(&mut command, uid);
+        std::os::unix::process::CommandExt::gid(&mut command, gid);
+        Run(command
+            .env("PATH", &path)
+            .env("FAKE_DIR", &stack.root)
+            .env("SUDOERS", repo.join("deploy/sudo/shipshape"))
+            .env("USER", "shipshape-deployer")
+            // Coverage data goes to root's directory, which this user cannot write.
+            .env_remove("LLVM_PROFILE_FILE")
+            .output()
+            .expect("xtask runs"))
+    };
+    let first = deploy("n1").ok();
+    for state in [
+        "PREFLIGHT",
+        "LOCK",
+        "STAGE",
+        "BACKUP",
+        "MIGRATE",
+        "CANDIDATE",
+        "HEALTHY",
+        "SWITCH",
+        "VERIFY",
+        "DRAIN",
+        "FINALIZE",
+    ] {
+        assert!(first.text().contains(&format!("] {state}")), "no line for {state}:\n{}", first.text());
+    }
+    assert_eq!(stack.serving(), "n1");
+    deploy("n2").ok();
+    assert_eq!(stack.serving(), "n2");
+
+    let calls = std::fs::read_to_string(stack.root.join("calls.log")).expect("sudo was called");
+    let privileged: Vec<&str> = calls.lines().filter(|line| line.starts_with("sudo ")).collect();
+    assert_eq!(
+        privileged,
+        [
+            "sudo -n systemctl disable --quiet shipshape@blue.service",
+            "sudo -n systemctl stop shipshape@blue.service",
+            "sudo -n systemctl enable --quiet shipshape@blue.service",
+            "sudo -n systemctl restart shipshape@blue.service",
+            "sudo -n systemctl disable --quiet shipshape@green.service",
+            "sudo -n systemctl stop shipshape@green.service",
+            "sudo -n systemctl enable --quiet shipshape@green.service",
+            "sudo -n systemctl restart shipshape@green.service",
+            "sudo -n systemctl disable --quiet shipshape@blue.service",
+            "sudo -n systemctl stop shipshape@blue.service",
+        ]
+    );
+    // Everything the deploy wrote is the deploy user's.
+    for written in ["state.json", "audit.log", "releases/n2/app", "slots/green.env", "run/green.pid"] {
+        let owner = std::fs::metadata(stack.root.join(written)).map(|meta| std::os::unix::fs::MetadataExt::uid(&meta));
+        assert_eq!(owner.ok(), Some(uid), "{written} is not the deploy user's");
+    }
+    let audit = stack.audit();
+    assert!(audit.contains(r#""who":"shipshape-deployer""#), "{audit}");
 }

@@ -259,7 +259,7 @@ pub(crate) fn rollback(args: &RootArg) -> Result<()> {
     };
     println!("rollback: {} → {previous}", state.release);
     let shipment = host::Shipment { release: previous, binary: None, migrate: false };
-    host::deploy(&layout, shipment, origin, Outcome::Deployed)
+    host::deploy(&layout, shipment, origin, Outcome::RolledBack)
 }
 
 fn default_release() -> ReleaseId {
