@@ -618,6 +618,37 @@ fn release_ids_that_are_not_names_are_refused_before_anything_runs() {
     );
 }
 
+#[test]
+fn the_slots_logs_rotate_with_the_shipped_logrotate_snippet_while_the_slot_keeps_writing() {
+    let stack = Stack::new("logs");
+    stack.deploy("good", &app_binary()).ok();
+    let log = stack.root.join("logs/blue.log");
+    let before = std::fs::read_to_string(&log).expect("the slot's log");
+    assert!(!before.is_empty());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
+    let snippet = std::fs::read_to_string(repo.join("deploy/logrotate/shipshape")).expect("the logrotate snippet");
+    assert!(snippet.contains("/srv/shipshape/logs/"), "{snippet}");
+    let conf = stack.root.join("logrotate.conf");
+    std::fs::write(&conf, snippet.replace("/srv/shipshape/logs/", &format!("{}/logs/", stack.root()))).expect("write");
+    let rotated = Command::new("logrotate")
+        .arg("--force")
+        .arg("--state")
+        .arg(stack.root.join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("logrotate runs (apt-get install logrotate)");
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let old = std::fs::read_to_string(stack.root.join("logs/blue.log.1")).expect("the rotated log");
+    assert!(old.starts_with(&before), "the rotated file lost lines");
+    // The slot still writes, to the start of the truncated file (it appends), with no hole before it.
+    for _ in 0..5 {
+        assert_eq!(stack.serving(), "good");
+    }
+    let now = std::fs::read(&log).expect("the log");
+    assert!(!now.is_empty() && now.len() < old.len() + 4096, "{} bytes after the rotation", now.len());
+    assert!(!now.contains(&0), "the log has a hole of zero bytes: the slot does not append");
+}
+
 /// A real sshd on loopback, with its own host key, client key and an ssh configuration naming it
 /// `shipshape-test`, `shipshape-bare` (no key or known host: those come from the environment) and
 /// `shipshape-unreachable` (a port nothing listens on). Stopped when dropped.

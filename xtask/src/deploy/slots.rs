@@ -116,7 +116,7 @@ pub(crate) fn stop(config: &HostConfig, slot: Slot) -> Result<()> {
 /// `/readyz` of the slot: the release it reports when it answers 200, else why not.
 pub(crate) fn probe(layout: &Layout, slot: Slot) -> Result<String, String> {
     // The probe paths answer whatever the Host header says.
-    let request = Request { method: "GET", path: "/readyz", host: "localhost", headers: &[] };
+    let request = Request { method: "GET", path: "/readyz", host: "localhost", server_name: None, headers: &[] };
     match http_probe::send_unix(&layout.socket(slot), &request) {
         Ok(Reply::Response(response)) if response.status == 200 => {
             serde_json::from_str::<serde_json::Value>(&response.body)
