@@ -812,6 +812,44 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
 }
 
 #[test]
+fn a_root_with_spaces_and_shell_metacharacters_reaches_the_remote_host_intact() {
+    let stack = Stack::new("odd");
+    let sshd = Sshd::start(&stack.root);
+    // Short, so the slots' socket paths still fit in sockaddr_un on a CI runner's longer paths.
+    let root = stack.root.join("a b'$`;&");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::copy(stack.root.join("deploy.env"), root.join("deploy.env")).expect("copy");
+    let root_arg = root.to_str().expect("utf-8");
+    let app = app_binary();
+    let over_ssh = |args: &[&str]| {
+        Run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .args(["--root", root_arg, "--ssh", "shipshape-test"])
+            .env("DEPLOY_SSH_CONFIG", &sshd.client_config)
+            .env_remove("DEPLOY_TARGET")
+            .env_remove("DEPLOY_ROOT")
+            .output()
+            .expect("xtask runs"))
+    };
+    let binary = app.to_str().expect("utf-8");
+    over_ssh(&["deploy", "--target", "host", "--release", "q1", "--binary", binary]).ok();
+    over_ssh(&["deploy", "--target", "host", "--release", "q2", "--binary", binary]).ok();
+    let status = over_ssh(&["deploy", "status"]).ok();
+    assert!(status.text().contains("live: q2 answers ready in the green slot"), "{}", status.text());
+    over_ssh(&["rollback"]).ok();
+    assert!(over_ssh(&["deploy", "status"]).ok().text().contains("live: q1 answers ready in the blue slot"));
+    assert!(root.join("releases/q2/app").is_file() && root.join("bin/xtask").is_file());
+    // Nothing landed beside the root, as a path split at a space or a `;` would have made.
+    let mut beside: Vec<String> = std::fs::read_dir(&stack.root)
+        .expect("read")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, ["a b'$`;&", "deploy.env", "nginx", "ssh"]);
+}
+
+#[test]
 fn slots_run_as_instances_of_the_systemd_unit_when_configured() {
     let stack = Stack::new("systemd");
     let env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");

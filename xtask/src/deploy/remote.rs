@@ -1,5 +1,5 @@
 //! The host target on another machine (`--ssh DEST`): the same state machine, run there. The xtask
-//! copies itself to `<root>/bin/xtask` and the release binary to `<root>/incoming/` with scp, checks
+//! copies itself to `<root>/bin/xtask` and the release binary to `<root>/incoming/` over ssh, checks
 //! both by sha256, then runs the very command it was given on the remote host over ssh: the same
 //! states, lock, journal and audit log, the same output and exit code. A connection lost mid-deploy
 //! ends the remote run at its next line of output, and the next deploy recovers from its journal.
@@ -19,11 +19,11 @@ use super::layout::{Layout, ReleaseId};
 use super::records::Origin;
 use crate::{checksum, cleanup};
 
-/// Where ssh and scp go: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
+/// Where ssh goes: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
 #[derive(Debug)]
 pub(crate) struct Remote {
     destination: String,
-    /// Options for both ssh and scp.
+    /// ssh's options (`-F`, `-i`, known hosts).
     options: Vec<String>,
     /// Removes the key and known-hosts files taken from the environment.
     _credentials: Option<cleanup::Guard>,
@@ -67,17 +67,16 @@ impl Remote {
         Ok(Self { destination, options, _credentials: credentials })
     }
 
-    /// ssh or scp with the options, never prompting (a deploy runs unattended).
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command.args(&self.options).args(["-o", "BatchMode=yes"]);
-        command
-    }
-
-    /// `ssh DEST -- ARGS`: the arguments reach the remote command as they are here.
+    /// `ssh DEST -- ARGS`, never prompting (a deploy runs unattended): the arguments reach the remote
+    /// command as they are here.
     fn ssh(&self, args: &[String]) -> Command {
-        let mut ssh = self.command("ssh");
-        ssh.arg(&self.destination).arg("--").arg(shell_words(args)).stdin(Stdio::null());
+        let mut ssh = Command::new("ssh");
+        ssh.args(&self.options)
+            .args(["-o", "BatchMode=yes"])
+            .arg(&self.destination)
+            .arg("--")
+            .arg(shell_words(args))
+            .stdin(Stdio::null());
         ssh
     }
 
@@ -124,16 +123,14 @@ impl Remote {
         let partial = format!("{remote}.partial");
         let parent = remote.parent().context("a remote path has a directory")?;
         self.output(&words(&["mkdir", "-p", parent.as_str()]))?;
-        let copied = self
-            .command("scp")
-            .arg("-q")
-            .arg(local)
-            .arg(format!("{}:{partial}", self.destination))
-            .output()
-            .context("running scp: install the OpenSSH client")?;
+        // Through ssh's own channel, into a path passed as one quoted word: no second (scp) quoting of
+        // the remote path, whatever the root holds.
+        let file = fs::File::open(local).with_context(|| format!("opening {local}"))?;
+        let mut upload = self.ssh(&words(&["sh", "-c", "cat > \"$0\"", &partial]));
+        let copied = upload.stdin(file).output().context("running ssh: install the OpenSSH client")?;
         if !copied.status.success() {
             bail!(
-                "scp {local} to {}:{partial} failed: {}",
+                "copying {local} to {}:{partial} failed: {}",
                 self.destination,
                 String::from_utf8_lossy(&copied.stderr).trim()
             );
