@@ -6,7 +6,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -97,16 +97,15 @@ impl Drop for Postgres {
     }
 }
 
-/// `app ARGS` in development mode with `env`.
-fn app(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(app_binary())
-        .args(args)
+/// `app ARGS` in development mode with `env` and nothing else.
+fn app(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut app = Command::new(app_binary());
+    app.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("APP_ENV", "development")
-        .envs(env.iter().copied())
-        .output()
-        .expect("app runs")
+        .envs(env.iter().copied());
+    app
 }
 
 #[test]
@@ -140,7 +139,7 @@ fn the_service_reaches_postgresql_over_verified_tls() {
             "postgres://postgres@localhost:{port}/{database}?sslmode={mode}&sslrootcert={}",
             dir.join(ca).display()
         );
-        app(&["migrate"], &[("DATABASE_URL", &url)])
+        app(&["migrate"], &[("DATABASE_URL", &url)]).output().expect("app runs")
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut verified = over_tls("verify-full", "ca.pem");
@@ -202,21 +201,17 @@ fn login_status(redis: &TlsRedis, ca: &Path) -> u16 {
     let (port, database) =
         (free_port(), std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)"));
     let redis_url = format!("rediss://localhost:{}/0", redis.port);
-    let mut serve = Command::new(app_binary())
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("APP_ENV", "development")
-        .env("DATABASE_URL", &database)
-        .env("REDIS_URL", &redis_url)
-        .env("SSL_CERT_FILE", ca)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("ALLOWED_HOSTS", "localhost")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("app serve starts");
+    let (listen, metrics) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{}", free_port()));
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("REDIS_URL", &redis_url),
+        ("SSL_CERT_FILE", ca.to_str().expect("utf-8")),
+        ("LISTEN_ADDR", &listen),
+        ("METRICS_ADDR", &metrics),
+        ("ALLOWED_HOSTS", "localhost"),
+    ];
+    let mut serve =
+        app(&["serve"], &env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("app serve starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "app serve did not listen");

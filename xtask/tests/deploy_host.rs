@@ -165,6 +165,25 @@ impl Stack {
     }
 }
 
+/// Asserts a progress line for every state of the machine.
+fn assert_every_state(run: &Run) {
+    for state in [
+        "PREFLIGHT",
+        "LOCK",
+        "STAGE",
+        "BACKUP",
+        "MIGRATE",
+        "CANDIDATE",
+        "HEALTHY",
+        "SWITCH",
+        "VERIFY",
+        "DRAIN",
+        "FINALIZE",
+    ] {
+        assert!(run.text().contains(&format!("] {state}")), "no line for {state}:\n{}", run.text());
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         for pid in self.slot_pids() {
@@ -337,21 +356,7 @@ fn deploys_and_automatic_rollbacks_under_load_fail_no_request_and_lose_no_write(
     let stack = Stack::new("load");
     let app = app_binary();
     let first = stack.deploy("r1", &app).ok();
-    for state in [
-        "PREFLIGHT",
-        "LOCK",
-        "STAGE",
-        "BACKUP",
-        "MIGRATE",
-        "CANDIDATE",
-        "HEALTHY",
-        "SWITCH",
-        "VERIFY",
-        "DRAIN",
-        "FINALIZE",
-    ] {
-        assert!(first.text().lines().any(|line| line.contains(state)), "no line for {state}:\n{}", first.text());
-    }
+    assert_every_state(&first);
     assert!(first.text().contains("backed up to"), "the first deploy has migrations pending: {}", first.text());
     assert_eq!(stack.serving(), "r1");
 
@@ -768,9 +773,7 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
             &"deployed".into()
         )
     );
-    for state in ["PREFLIGHT", "LOCK", "STAGE", "BACKUP", "MIGRATE", "HEALTHY", "SWITCH", "VERIFY", "FINALIZE"] {
-        assert!(first.text().contains(state), "no line for {state}:\n{}", first.text());
-    }
+    assert_every_state(&first);
     assert!(first.text().contains("is on shipshape-test as"), "{}", first.text());
     assert_eq!(stack.serving(), "s1");
     deploy("s2").ok();
@@ -960,21 +963,7 @@ fn a_deploy_user_without_privileges_deploys_through_sudo_for_the_units_only() {
             .expect("xtask runs"))
     };
     let first = deploy("n1").ok();
-    for state in [
-        "PREFLIGHT",
-        "LOCK",
-        "STAGE",
-        "BACKUP",
-        "MIGRATE",
-        "CANDIDATE",
-        "HEALTHY",
-        "SWITCH",
-        "VERIFY",
-        "DRAIN",
-        "FINALIZE",
-    ] {
-        assert!(first.text().contains(&format!("] {state}")), "no line for {state}:\n{}", first.text());
-    }
+    assert_every_state(&first);
     assert_eq!(stack.serving(), "n1");
     deploy("n2").ok();
     assert_eq!(stack.serving(), "n2");

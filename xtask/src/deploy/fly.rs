@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::image::Image;
 use super::layout::ReleaseId;
-use super::machine::{State, Target, Undo, Work};
-use super::platform::{self, Cli};
-use super::records::{Journal, Kind, Plan, Record};
+use super::machine::{State, Work};
+use super::platform::{self, Cli, Platform, Shipped};
+use super::records::Kind;
 use crate::project;
 
 /// Fly's placeholder in the committed fly.toml, to be replaced with the app's name.
@@ -25,9 +25,7 @@ pub(crate) struct Fly {
     flyctl: Option<Cli>,
     app: String,
     /// The image every machine ran before this deploy: what an undo deploys again.
-    previous: Option<String>,
-    release: ReleaseId,
-    image: Image,
+    shipped: Shipped,
 }
 
 impl Fly {
@@ -36,9 +34,7 @@ impl Fly {
             config: project::root().join("deploy/fly.toml"),
             flyctl: None,
             app: String::new(),
-            previous: None,
-            release: release.clone(),
-            image,
+            shipped: Shipped { release: release.clone(), image, previous: None },
         }
     }
 
@@ -178,8 +174,8 @@ impl Fly {
         match images.as_slice() {
             [] => Ok(None),
             [image] => {
-                self.previous = Some(image.clone());
-                Ok(self.previous.clone())
+                self.shipped.previous = Some(image.clone());
+                Ok(self.shipped.previous.clone())
             }
             _ => bail!(
                 "the machines of {} run different images ({}): no single release to go back to if this deploy fails; \
@@ -190,8 +186,9 @@ impl Fly {
         }
     }
 
-    fn revert(&self, failed_in: State) -> Result<()> {
-        let previous = self.previous.clone().context("no machine ran before this deploy")?;
+    /// The image that served, deployed again unless every machine still runs it.
+    fn put_back(&self, failed_in: State) -> Result<()> {
+        let previous = self.shipped.previous.clone().context("no machine ran before this deploy")?;
         let previous_image = Image::parse(&previous)?;
         // A deploy that flyctl itself failed may have changed nothing (a failed release_command stops it
         // before any machine); deploying the previous image again would rerun its release_command for nothing.
@@ -204,13 +201,17 @@ impl Fly {
     }
 }
 
-impl Target for Fly {
+impl Platform for Fly {
     const KIND: Kind = Kind::Fly;
 
-    fn run(&mut self, state: State) -> Result<Work> {
+    fn shipped(&self) -> &Shipped {
+        &self.shipped
+    }
+
+    fn work(&mut self, state: State) -> Result<Work> {
         match state {
             State::Preflight => self.preflight()?,
-            State::Lock => self.previous = self.serving()?,
+            State::Lock => self.shipped.previous = self.serving()?,
             State::Stage => return Ok(Work::Skipped(platform::STAGED)),
             State::Backup => return Ok(Work::Skipped(platform::NO_BACKUP)),
             State::Migrate => {
@@ -218,36 +219,20 @@ impl Target for Fly {
                     "fly.toml's release_command runs it within flyctl deploy, before any machine changes",
                 ));
             }
-            State::Candidate => self.deploy(&self.image.to_string())?,
+            State::Candidate => self.deploy(&self.shipped.image.to_string())?,
             State::Healthy => return Ok(Work::Skipped("flyctl deploy waits for the new machines' checks")),
             State::Switch => {
                 return Ok(Work::Skipped("Fly's proxy moves traffic as flyctl deploy replaces the machines"));
             }
-            State::Verify => self.verify(&self.image)?,
+            State::Verify => self.verify(&self.shipped.image)?,
             State::Drain => return Ok(Work::Skipped("Fly stops the old machines: kill_signal, then kill_timeout")),
             State::Finalize => {}
         }
         Ok(Work::Done)
     }
 
-    fn plan(&self) -> Plan {
-        platform::plan(self.previous.as_deref(), &self.image)
-    }
-
-    fn undo(&mut self, failed_in: State, error: anyhow::Error) -> (Undo, anyhow::Error) {
-        platform::undo(failed_in, self.previous.is_none(), error, || self.revert(failed_in))
-    }
-
-    fn recover(&mut self, journal: &Journal) -> Result<Record> {
-        Ok(platform::interrupted(journal))
-    }
-
-    fn describe(&self, record: &mut Record) {
-        platform::describe(record, self.previous.as_deref(), &self.image);
-    }
-
-    fn done(&self) -> String {
-        platform::done(Self::KIND, &self.release, &self.image)
+    fn revert(&mut self, failed_in: State) -> Result<()> {
+        self.put_back(failed_in)
     }
 }
 

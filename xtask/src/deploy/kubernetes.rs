@@ -11,9 +11,9 @@ use serde_yaml_ng::Value;
 
 use super::image::Image;
 use super::layout::{Layout, ReleaseId};
-use super::machine::{State, Target, Undo, Work};
-use super::platform::{self, Cli};
-use super::records::{Journal, Kind, Plan, Record};
+use super::machine::{State, Work};
+use super::platform::{self, Cli, Platform, Shipped};
+use super::records::Kind;
 use crate::project;
 
 const DEPLOYMENT: &str = "app";
@@ -35,10 +35,7 @@ pub(crate) struct Kubernetes {
     job_deadline: Duration,
     /// The Deployment's revision before this deploy: what an undo returns to.
     previous_revision: Option<String>,
-    release: ReleaseId,
-    image: Image,
-    /// The image serving before this deploy.
-    previous: Option<String>,
+    shipped: Shipped,
 }
 
 impl Kubernetes {
@@ -50,9 +47,7 @@ impl Kubernetes {
             namespace: String::new(),
             job_deadline: Duration::ZERO,
             previous_revision: None,
-            release: release.clone(),
-            image,
-            previous: None,
+            shipped: Shipped { release: release.clone(), image, previous: None },
         }
     }
 
@@ -114,7 +109,7 @@ impl Kubernetes {
 
     /// PREFLIGHT: kubectl is there, deploy/k8s renders for the image, and the rendering is fit to deploy.
     fn preflight(&mut self) -> Result<()> {
-        let image = &self.image.clone();
+        let image = &self.shipped.image.clone();
         let kubectl =
             Cli::find("kubectl", "install it and point it at the cluster (KUBECONFIG or its current context)")?;
         let (kustomization, namespace) = kustomization(&self.source)?;
@@ -166,7 +161,8 @@ impl Kubernetes {
         Ok(app.and_then(|container| container["image"].as_str()).map(str::to_owned))
     }
 
-    fn revert(&self) -> Result<()> {
+    /// Back to the revision that served.
+    fn put_back(&self) -> Result<()> {
         let revision = self.previous_revision.as_deref().context("the Deployment had no revision to go back to")?;
         let (kubectl, deployment) = (self.kubectl()?, format!("deployment/{DEPLOYMENT}"));
         // To the revision that served, not merely the one before: the apply may not have made a new one.
@@ -175,14 +171,18 @@ impl Kubernetes {
     }
 }
 
-impl Target for Kubernetes {
+impl Platform for Kubernetes {
     const KIND: Kind = Kind::Kubernetes;
 
-    fn run(&mut self, state: State) -> Result<Work> {
+    fn shipped(&self) -> &Shipped {
+        &self.shipped
+    }
+
+    fn work(&mut self, state: State) -> Result<Work> {
         let deployment = format!("deployment/{DEPLOYMENT}");
         match state {
             State::Preflight => self.preflight()?,
-            State::Lock => self.previous = self.serving()?,
+            State::Lock => self.shipped.previous = self.serving()?,
             State::Stage => return Ok(Work::Skipped(platform::STAGED)),
             State::Backup => return Ok(Work::Skipped(platform::NO_BACKUP)),
             State::Migrate => self.migrate()?,
@@ -191,7 +191,7 @@ impl Target for Kubernetes {
             State::Switch => {
                 return Ok(Work::Skipped("the rolling update moves traffic pod by pod, as each new pod becomes ready"));
             }
-            State::Verify => self.verify(&self.image)?,
+            State::Verify => self.verify(&self.shipped.image)?,
             State::Drain => {
                 return Ok(Work::Skipped(
                     "Kubernetes drains each old pod: preStop sleep, then SIGTERM and the grace period",
@@ -202,24 +202,8 @@ impl Target for Kubernetes {
         Ok(Work::Done)
     }
 
-    fn plan(&self) -> Plan {
-        platform::plan(self.previous.as_deref(), &self.image)
-    }
-
-    fn undo(&mut self, failed_in: State, error: anyhow::Error) -> (Undo, anyhow::Error) {
-        platform::undo(failed_in, self.previous.is_none(), error, || self.revert())
-    }
-
-    fn recover(&mut self, journal: &Journal) -> Result<Record> {
-        Ok(platform::interrupted(journal))
-    }
-
-    fn describe(&self, record: &mut Record) {
-        platform::describe(record, self.previous.as_deref(), &self.image);
-    }
-
-    fn done(&self) -> String {
-        platform::done(Self::KIND, &self.release, &self.image)
+    fn revert(&mut self, _failed_in: State) -> Result<()> {
+        self.put_back()
     }
 }
 

@@ -1,6 +1,6 @@
-//! What the platform targets (kubernetes, fly) share: the states they leave to the platform, their
-//! journal plan and records, the undo once the platform has been changed, and their CLI, every command
-//! echoed before it runs.
+//! What the platform targets (kubernetes, fly) share: the `Platform` trait, through which each is a
+//! `Target` of the machine with the same journal plan, records and undo once the platform has been
+//! changed; and their CLI, every command echoed before it runs.
 
 use std::process::Command;
 
@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use super::image::Image;
 use super::layout::ReleaseId;
-use super::machine::{State, Undo};
+use super::machine::{State, Target, Undo, Work};
 use super::records::{Journal, Kind, Outcome, Plan, Record};
 use crate::process;
 
@@ -17,46 +17,79 @@ pub(crate) const STAGED: &str = "the image is in its registry: CI pushed it";
 /// Why BACKUP has nothing to do on a platform.
 pub(crate) const NO_BACKUP: &str = "no database access from here: rely on the database's own backups";
 
-/// What a platform deploy starts from: the image serving now (none before the first deploy).
-pub(crate) fn plan(previous: Option<&str>, image: &Image) -> Plan {
-    Plan { previous: previous.map(str::to_owned), image: Some(image.to_string()), host: None }
+/// What a platform deploy ships, and what served before it.
+#[derive(Debug)]
+pub(crate) struct Shipped {
+    pub(crate) release: ReleaseId,
+    pub(crate) image: Image,
+    /// The image serving when the deploy took the lock (none before the first deploy).
+    pub(crate) previous: Option<String>,
 }
 
-pub(crate) fn describe(record: &mut Record, previous: Option<&str>, image: &Image) {
-    record.previous = previous.map(str::to_owned);
-    record.image = Some(image.to_string());
+/// A platform target (kubernetes, fly): its work in each state and how it puts back what served. The
+/// machine's bookkeeping for it (journal plan, records, when to undo) is the same for every platform.
+pub(crate) trait Platform {
+    const KIND: Kind;
+
+    fn shipped(&self) -> &Shipped;
+
+    /// The work of `state`, as `Target::run`.
+    fn work(&mut self, state: State) -> Result<Work>;
+
+    /// Puts back the image that served, after `failed_in` (CANDIDATE or later) failed.
+    fn revert(&mut self, failed_in: State) -> Result<()>;
 }
 
-pub(crate) fn done(kind: Kind, release: &ReleaseId, image: &Image) -> String {
-    format!("deploy: {release} ({image}) serves on {}", kind.name())
-}
+impl<P: Platform> Target for P {
+    const KIND: Kind = P::KIND;
 
-/// `failed_in` failed: before CANDIDATE nothing changed; after it `revert` puts back what served.
-pub(crate) fn undo(
-    failed_in: State,
-    first_release: bool,
-    error: anyhow::Error,
-    revert: impl FnOnce() -> Result<()>,
-) -> (Undo, anyhow::Error) {
-    if failed_in < State::Candidate {
-        return (Undo::NothingChanged, error.context("the new release was not started: the previous one still serves"));
+    fn run(&mut self, state: State) -> Result<Work> {
+        self.work(state)
     }
-    if first_release {
-        let why = "this was the first release on the platform: there is nothing to go back to";
-        return (Undo::NothingChanged, error.context(why));
+
+    fn plan(&self) -> Plan {
+        let shipped = self.shipped();
+        Plan { previous: shipped.previous.clone(), image: Some(shipped.image.to_string()), host: None }
     }
-    println!("deploy: undoing: {failed_in} failed after the platform was changed");
-    match revert() {
-        Ok(()) => (Undo::Undone, error.context("undone: the previous release serves again")),
-        Err(undo) => {
-            (Undo::NothingChanged, error.context(format!("and the undo failed too, see what serves now: {undo:#}")))
+
+    /// Before CANDIDATE nothing changed; after it `revert` puts back what served.
+    fn undo(&mut self, failed_in: State, error: anyhow::Error) -> (Undo, anyhow::Error) {
+        if failed_in < State::Candidate {
+            let why = "the new release was not started: the previous one still serves";
+            return (Undo::NothingChanged, error.context(why));
         }
+        if self.shipped().previous.is_none() {
+            let why = "this was the first release on the platform: there is nothing to go back to";
+            return (Undo::NothingChanged, error.context(why));
+        }
+        println!("deploy: undoing: {failed_in} failed after the platform was changed");
+        match self.revert(failed_in) {
+            Ok(()) => (Undo::Undone, error.context("undone: the previous release serves again")),
+            Err(undo) => {
+                (Undo::NothingChanged, error.context(format!("and the undo failed too, see what serves now: {undo:#}")))
+            }
+        }
+    }
+
+    fn recover(&mut self, journal: &Journal) -> Result<Record> {
+        Ok(interrupted(journal))
+    }
+
+    fn describe(&self, record: &mut Record) {
+        let shipped = self.shipped();
+        record.previous.clone_from(&shipped.previous);
+        record.image = Some(shipped.image.to_string());
+    }
+
+    fn done(&self) -> String {
+        let shipped = self.shipped();
+        format!("deploy: {} ({}) serves on {}", shipped.release, shipped.image, P::KIND.name())
     }
 }
 
 /// A journal left behind: that deploy was killed. The platform finished or abandoned its rollout on its
 /// own; what serves now is read next, so the record is all there is to recover.
-pub(crate) fn interrupted(journal: &Journal) -> Record {
+fn interrupted(journal: &Journal) -> Record {
     println!(
         "deploy: a {} deploy of {} (pid {}) was interrupted in {}; going on from what serves now",
         journal.target.name(),
