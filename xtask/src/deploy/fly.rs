@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use super::image::Image;
 use super::layout::ReleaseId;
-use super::machine::{State, Work};
+use super::machine::Work;
 use super::platform::{self, Cli, Platform, Shipped};
 use super::records::Kind;
+use super::state::State;
 use crate::project;
 
 /// Fly's placeholder in the committed fly.toml, to be replaced with the app's name.

@@ -14,8 +14,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::config::HostConfig;
 use super::layout::{Layout, ReleaseId, Slot};
-use super::machine::{Machine, State, Target, Undo, Work};
+use super::machine::{Machine, Target, Undo, Work};
 use super::records::{self, Committed, HostPlan, Journal, Kind, Origin, Outcome, Plan, Record};
+use super::state::State;
 use super::{live, slots};
 use crate::process::{self, Identity};
 use crate::{backup, checksum, cleanup};

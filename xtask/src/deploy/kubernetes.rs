@@ -11,9 +11,10 @@ use serde_yaml_ng::Value;
 
 use super::image::Image;
 use super::layout::{Layout, ReleaseId};
-use super::machine::{State, Work};
+use super::machine::Work;
 use super::platform::{self, Cli, Platform, Shipped};
 use super::records::Kind;
+use super::state::State;
 use crate::project;
 
 const DEPLOYMENT: &str = "app";

@@ -14,6 +14,7 @@ mod platform;
 mod records;
 mod remote;
 mod slots;
+mod state;
 mod status;
 mod systemd;
 

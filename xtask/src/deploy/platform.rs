@@ -8,8 +8,9 @@ use anyhow::{Context as _, Result};
 
 use super::image::Image;
 use super::layout::ReleaseId;
-use super::machine::{State, Target, Undo, Work};
+use super::machine::{Target, Undo, Work};
 use super::records::{Journal, Kind, Outcome, Plan, Record};
+use super::state::State;
 use crate::process;
 
 /// Why STAGE has nothing to do on a platform.

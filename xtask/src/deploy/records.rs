@@ -14,7 +14,7 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Layout, ReleaseId, Slot, write_atomically};
-use super::machine::State;
+use super::state::State;
 
 /// The host's committed state: changed only at SWITCH and when switching back.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
