@@ -1,6 +1,8 @@
-//! `app check --deploy`: Django's deployment checks, with Django's IDs so operators recognise them.
-//! Each finding has an ID, a level, a message and a hint. Configuration is judged as given; the
-//! header (W001) and CSRF (W003) checks probe the real router in-process.
+//! `app check --deploy`: Django's deployment checks, with Django's IDs so operators recognise them,
+//! and the service's own (`config`, `proxy`, `csrf`, `ratelimit`, `csp`). Each finding has an ID, a
+//! level, a message and a hint. Everything is reported at once: variables that could not be read
+//! are `config.E001` findings beside the rest, judged on their defaults. The header (W001) and CSRF
+//! (W003) checks probe the real router in-process, which needs no database.
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -8,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tower::ServiceExt;
 
-use crate::config::{Config, DEFAULT_CSP};
+use crate::config::{Config, DEFAULT_CSP, Problem};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -199,6 +201,56 @@ pub fn findings(config: &Config, probe: Probe) -> Vec<Finding> {
             "list the origins of your front-ends",
         ));
     }
+    let broad = |network: &&ipnet::IpNet| match network {
+        ipnet::IpNet::V4(v4) => v4.prefix_len() < 8,
+        ipnet::IpNet::V6(v6) => v6.prefix_len() < 32,
+    };
+    if security.trusted_proxies.is_empty() {
+        out.push(finding(
+            "proxy.W001",
+            Warning,
+            "TRUSTED_PROXIES is empty: behind a proxy every client has the proxy's address, and per-client limits hit everyone at once",
+            "set it to the address or network of the proxy in front (e.g. TRUSTED_PROXIES=10.0.0.0/8), or silence proxy.W001 if clients connect directly",
+        ));
+    } else if let Some(network) = security.trusted_proxies.iter().find(broad) {
+        out.push(finding(
+            "proxy.W002",
+            Warning,
+            format!("TRUSTED_PROXIES trusts {network}: anyone in it can claim any client address with X-Forwarded-For"),
+            "name only the proxies' own addresses or network (narrower than /8 for IPv4, /32 for IPv6)",
+        ));
+    }
+    if config.environment.is_deployed() {
+        if let Some(origin) = security.csrf_trusted_origins.iter().find(|origin| origin.starts_with("http://")) {
+            out.push(finding(
+                "csrf.W001",
+                Warning,
+                format!(
+                    "CSRF_TRUSTED_ORIGINS trusts {origin} over plain HTTP: anyone on the network path can post as it"
+                ),
+                "list https:// origins only",
+            ));
+        }
+        if security.csp_report_only {
+            out.push(finding(
+                "csp.W002",
+                Warning,
+                "the Content-Security-Policy is only reported, not enforced (CSP_REPORT_ONLY=true)",
+                "set CSP_REPORT_ONLY=false once the reports are clean",
+            ));
+        }
+    }
+    if config.rate_limits.replicas > 1 && config.rate_limits.redis_url.is_none() {
+        out.push(finding(
+            "ratelimit.E001",
+            Error,
+            format!(
+                "REPLICAS={} but no REDIS_URL: each replica counts its own limits, multiplying every one of them",
+                config.rate_limits.replicas
+            ),
+            "set REDIS_URL (or REDIS_URL_FILE) so that the replicas share their counters",
+        ));
+    }
     if let Some(host) = crate::db::unencrypted_remote_host(config.database.url.expose_secret()) {
         out.push(finding(
             "database.W001",
@@ -223,14 +275,22 @@ fn silenced(id: &str, silenced: &[String]) -> bool {
     silenced.iter().any(|entry| entry == id || id.rsplit('.').next() == Some(entry.as_str()))
 }
 
+/// Every variable that could not be read, as a finding.
+fn unreadable(problems: &[Problem]) -> impl Iterator<Item = Finding> + '_ {
+    problems.iter().map(|problem| {
+        finding("config.E001", Level::Error, format!("{}: {}", problem.variable, problem.message), &problem.fix)
+    })
+}
+
 /// Sends two requests through the real router: one to see the security headers, one cross-site
 /// cookie POST that the CSRF layer must refuse. The probe config skips the HTTPS redirect and
-/// allows the probe's host, so that the layers under test are the ones that answer.
+/// allows the probe's host, so that the layers under test are the ones that answer; neither request
+/// reaches the database, so the pool never connects (and `DATABASE_URL` may be missing).
 pub async fn probe(config: &Config) -> anyhow::Result<Probe> {
     let mut config = config.clone();
     config.security.ssl_redirect = false;
     config.security.allowed_hosts = vec!["probe.invalid".to_owned()];
-    let pool = crate::db::pool(&config.database)?;
+    let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(sqlx::postgres::PgConnectOptions::new());
     let router = crate::http::router(AppState::new(config, pool))?;
     let get = Request::get("/check-deploy-probe").header(header::HOST, "probe.invalid").body(Body::empty())?;
     let response = router.clone().oneshot(get).await?;
@@ -255,9 +315,10 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(config: &Config, probe: Probe) -> Self {
-        let (silenced, findings) = findings(config, probe)
-            .into_iter()
+    /// The findings for `config`, with `problems` (the variables that could not be read) first.
+    pub fn new(config: &Config, problems: &[Problem], probe: Probe) -> Self {
+        let (silenced, findings) = unreadable(problems)
+            .chain(findings(config, probe))
             .partition(|finding| silenced(finding.id, &config.security.silenced_checks));
         Self { findings, silenced }
     }
@@ -303,6 +364,7 @@ mod tests {
             ("SECRET_KEY", GOOD_KEY),
             ("ALLOWED_HOSTS", "app.example.com"),
             ("SECURE_HSTS_PRELOAD", "true"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -321,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_hardened_production_config_passes() {
-        let report = Report::new(&config(&[]), PROBE_OK);
+        let report = Report::new(&config(&[]), &[], PROBE_OK);
         assert!(report.passed(), "{}", report.to_text());
     }
 
@@ -344,6 +406,12 @@ mod tests {
             ("security.E023", &[("REFERRER_POLICY", "everywhere")]),
             ("security.E024", &[("CROSS_ORIGIN_OPENER_POLICY", "open")]),
             ("cors.E001", &[("CORS_ALLOWED_ORIGINS", "*")]),
+            ("proxy.W001", &[("TRUSTED_PROXIES", "")]),
+            ("proxy.W002", &[("TRUSTED_PROXIES", "10.0.0.0/8,0.0.0.0/0")]),
+            ("proxy.W002", &[("TRUSTED_PROXIES", "::/0")]),
+            ("csrf.W001", &[("CSRF_TRUSTED_ORIGINS", "https://a.example.com,http://b.example.com")]),
+            ("csp.W002", &[("CSP_REPORT_ONLY", "true")]),
+            ("ratelimit.E001", &[("REPLICAS", "2")]),
         ];
         for (id, overrides) in cases {
             let found = ids(&config(overrides), PROBE_OK);
@@ -374,18 +442,22 @@ mod tests {
 
     #[test]
     fn silenced_warnings_pass_and_are_counted() {
-        let report = Report::new(&config(&[("SECURE_HSTS_PRELOAD", "false"), ("SILENCED_CHECKS", "W021")]), PROBE_OK);
+        let report =
+            Report::new(&config(&[("SECURE_HSTS_PRELOAD", "false"), ("SILENCED_CHECKS", "W021")]), &[], PROBE_OK);
         assert!(report.passed());
         assert_eq!(report.silenced.len(), 1);
-        let report =
-            Report::new(&config(&[("SECURE_HSTS_PRELOAD", "false"), ("SILENCED_CHECKS", "security.W021")]), PROBE_OK);
+        let report = Report::new(
+            &config(&[("SECURE_HSTS_PRELOAD", "false"), ("SILENCED_CHECKS", "security.W021")]),
+            &[],
+            PROBE_OK,
+        );
         assert!(report.passed());
         assert!(report.to_text().contains("0 issue(s) (1 silenced)"));
     }
 
     #[test]
     fn the_text_report_names_id_and_hint() {
-        let report = Report::new(&config(&[("DEBUG", "true"), ("REFERRER_POLICY", "x")]), PROBE_OK);
+        let report = Report::new(&config(&[("DEBUG", "true"), ("REFERRER_POLICY", "x")]), &[], PROBE_OK);
         assert!(!report.passed());
         let text = report.to_text();
         assert!(
@@ -396,9 +468,29 @@ mod tests {
     }
 
     #[test]
+    fn replicas_with_redis_and_staging_rules_pass() {
+        assert!(ids(&config(&[("REPLICAS", "3"), ("REDIS_URL", "redis://cache:6379")]), PROBE_OK).is_empty());
+        let development =
+            config(&[("APP_ENV", "development"), ("CSP_REPORT_ONLY", "true"), ("SECURE_HSTS_SECONDS", "1")]);
+        assert!(!ids(&development, PROBE_OK).contains(&"csp.W002"), "report-only is fine while developing");
+    }
+
+    #[test]
+    fn unreadable_variables_are_findings_beside_the_rest() {
+        let (config, problems) = Config::read(&|name| (name == "APP_ENV").then(|| "production".to_owned()));
+        let report = Report::new(&config, &problems, PROBE_OK);
+        let ids: Vec<&str> = report.findings.iter().map(|finding| finding.id).collect();
+        assert_eq!(ids[0], "config.E001");
+        assert!(report.findings[0].message.starts_with("DATABASE_URL:"), "{}", report.to_text());
+        for id in ["security.W009", "security.W020", "proxy.W001"] {
+            assert!(ids.contains(&id), "{id} missing: {ids:?}");
+        }
+    }
+
+    #[test]
     fn the_secret_itself_never_appears_in_findings() {
         let weak = "placeholder-secret";
-        let report = Report::new(&config(&[("SECRET_KEY", weak)]), PROBE_OK);
+        let report = Report::new(&config(&[("SECRET_KEY", weak)]), &[], PROBE_OK);
         assert!(!serde_json::to_string(&report).expect("json").contains(weak));
     }
 

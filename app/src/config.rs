@@ -117,6 +117,8 @@ pub struct Sessions {
     pub idle_timeout: Duration,
     /// A session is over this long after login, however active.
     pub absolute_timeout: Duration,
+    /// How often expired sessions and API tokens are deleted.
+    pub sweep_interval: Duration,
 }
 
 /// At most `count` events per `window`.
@@ -145,13 +147,35 @@ impl FromStr for Limit {
 pub struct RateLimits {
     /// Shared counters for every replica; in-process counters when unset.
     pub redis_url: Option<SecretString>,
-    /// Login attempts per account: a short window and the hourly ceiling (ASVS: at most 100 an hour).
-    pub login_per_account: Limit,
+    /// Password attempts per account from one client network (a stranger elsewhere cannot lock the
+    /// owner out), and per account from anywhere, hourly (ASVS 2.2.1: at most 100 an hour).
+    pub login_per_account_network: Limit,
     pub login_per_account_hourly: Limit,
     pub login_per_ip: Limit,
     pub signup_per_ip: Limit,
     /// Authenticated API requests per user (session) or per token.
     pub api_per_caller: Limit,
+    /// IPv6 clients are counted per network of this prefix length: one customer usually holds a /64.
+    pub ipv6_prefix: u8,
+    /// The in-process limiter keeps at most this many subjects per policy (a hard memory bound).
+    pub max_keys: usize,
+    /// Replicas serving the same users (`REPLICAS`); above one, limits need `REDIS_URL`.
+    pub replicas: u32,
+}
+
+/// How many argon2 hashes run at once, and how many more may wait; past that, 503 at once.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHashing {
+    pub concurrency: usize,
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ApiTokens {
+    /// Days a token works when its creator names no expiry.
+    pub default_days: u32,
+    /// Live tokens an account may hold.
+    pub max_per_account: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +200,8 @@ pub struct Config {
     pub limits: Limits,
     pub sessions: Sessions,
     pub rate_limits: RateLimits,
+    pub password_hashing: PasswordHashing,
+    pub api_tokens: ApiTokens,
     pub lifecycle: Lifecycle,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -327,13 +353,20 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
+    /// Reads the process environment, carrying on past problems (see `read`).
+    pub fn read_env() -> (Self, Vec<Problem>) {
+        Self::read(&|name| std::env::var(name).ok())
     }
 
     /// Reads variables through `lookup`, so tests can supply their own environment.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let (config, problems) = Self::read(lookup);
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError(problems)) }
+    }
+
+    /// The configuration with defaults in place of whatever is wrong, and the list of what is wrong:
+    /// `check --deploy` reports both at once.
+    pub fn read(lookup: &dyn Fn(&str) -> Option<String>) -> (Self, Vec<Problem>) {
         let mut env = Reader { lookup, problems: Vec::new() };
         let environment = match env.raw("APP_ENV") {
             None => Environment::Development,
@@ -487,19 +520,47 @@ impl Config {
         let sessions = Sessions {
             idle_timeout: env.duration("SESSION_IDLE_TIMEOUT", Duration::from_secs(30 * 60)),
             absolute_timeout: env.duration("SESSION_ABSOLUTE_TIMEOUT", Duration::from_secs(12 * 3600)),
+            sweep_interval: env.duration("CREDENTIAL_SWEEP_INTERVAL", Duration::from_secs(15 * 60)),
         };
+        if sessions.sweep_interval.is_zero() {
+            env.problem("CREDENTIAL_SWEEP_INTERVAL", "is 0", "leave it unset for the default, 15m");
+        }
         let limit = |count: u32, minutes: u64| Limit { count, window: Duration::from_secs(minutes * 60) };
         let rate_limits = RateLimits {
             redis_url: env.secret("REDIS_URL"),
-            login_per_account: env.parse("LOGIN_LIMIT_PER_ACCOUNT", limit(10, 15), "10/15m"),
+            login_per_account_network: env.parse("LOGIN_LIMIT_PER_ACCOUNT_NETWORK", limit(10, 15), "10/15m"),
             login_per_account_hourly: env.parse("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", limit(100, 60), "100/1h"),
             login_per_ip: env.parse("LOGIN_LIMIT_PER_IP", limit(30, 1), "30/1m"),
             signup_per_ip: env.parse("SIGNUP_LIMIT_PER_IP", limit(5, 60), "5/1h"),
             api_per_caller: env.parse("API_LIMIT_PER_CALLER", limit(600, 1), "600/1m"),
+            ipv6_prefix: env.parse("RATE_LIMIT_IPV6_PREFIX", 64, "64"),
+            max_keys: env.parse("RATE_LIMIT_MAX_KEYS", 100_000, "100000"),
+            replicas: env.parse("REPLICAS", 1, "2"),
         };
-        if rate_limits.login_per_account_hourly.count > 100
-            && rate_limits.login_per_account_hourly.window <= Duration::from_secs(3600)
-        {
+        if !(32..=128).contains(&rate_limits.ipv6_prefix) {
+            env.problem("RATE_LIMIT_IPV6_PREFIX", "is outside 32–128", "leave it unset for /64");
+        }
+        if rate_limits.max_keys == 0 || rate_limits.replicas == 0 {
+            let name = if rate_limits.max_keys == 0 { "RATE_LIMIT_MAX_KEYS" } else { "REPLICAS" };
+            env.problem(name, "is 0", "leave it unset for the default");
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let concurrency = env.parse("PASSWORD_HASH_CONCURRENCY", cpus, "2");
+        let password_hashing =
+            PasswordHashing { concurrency, queue: env.parse("PASSWORD_HASH_QUEUE", concurrency * 4, "8") };
+        if password_hashing.concurrency == 0 {
+            env.problem("PASSWORD_HASH_CONCURRENCY", "is 0, which would refuse every login", "leave it unset");
+        }
+        let api_tokens = ApiTokens {
+            default_days: env.parse("API_TOKEN_DEFAULT_DAYS", 90, "90"),
+            max_per_account: env.parse("API_TOKENS_PER_ACCOUNT", 20, "20"),
+        };
+        if !(1..=365).contains(&api_tokens.default_days) {
+            env.problem("API_TOKEN_DEFAULT_DAYS", "is outside 1–365", "leave it unset for 90");
+        }
+        let hourly = rate_limits.login_per_account_hourly;
+        // More than 100 in any hour: a longer window with proportionally more attempts counts too.
+        if u128::from(hourly.count) * 3600 > 100 * u128::from(hourly.window.as_secs().max(1)) {
             env.problem(
                 "LOGIN_LIMIT_PER_ACCOUNT_HOURLY",
                 "allows more than 100 attempts an hour",
@@ -527,24 +588,23 @@ impl Config {
         };
         let log_level = env.string("LOG_LEVEL", "info,sqlx=warn");
 
-        if env.problems.is_empty() {
-            Ok(Self {
-                environment,
-                release,
-                listen_addr,
-                metrics_addr,
-                database,
-                security,
-                limits,
-                sessions,
-                rate_limits,
-                lifecycle,
-                log_format,
-                log_level,
-            })
-        } else {
-            Err(ConfigError(env.problems))
-        }
+        let config = Self {
+            environment,
+            release,
+            listen_addr,
+            metrics_addr,
+            database,
+            security,
+            limits,
+            sessions,
+            rate_limits,
+            password_hashing,
+            api_tokens,
+            lifecycle,
+            log_format,
+            log_level,
+        };
+        (config, env.problems)
     }
 
     /// Every secret's value, so logs can blank them wherever they appear.
@@ -569,8 +629,17 @@ fn database_password(url: &str) -> Option<String> {
     Some(password.to_owned())
 }
 
+/// An address or CIDR; IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) becomes the IPv4 network it names,
+/// since clients' addresses are compared in their canonical form.
 fn parse_network(value: &str) -> Option<IpNet> {
-    value.parse().ok().or_else(|| value.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    let network: IpNet = value.parse().ok().or_else(|| value.parse::<std::net::IpAddr>().ok().map(IpNet::from))?;
+    match network {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok().map(IpNet::V4),
+            None => Some(network),
+        },
+        other => Some(other),
+    }
 }
 
 /// `scheme://host[:port]` with nothing after it.
@@ -688,6 +757,12 @@ mod tests {
             problems(&[("DATABASE_URL", "x"), ("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", "500/1h")])
                 .contains(&"LOGIN_LIMIT_PER_ACCOUNT_HOURLY".to_owned())
         );
+        assert!(
+            problems(&[("DATABASE_URL", "x"), ("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", "1000/2h")])
+                .contains(&"LOGIN_LIMIT_PER_ACCOUNT_HOURLY".to_owned()),
+            "a longer window does not hide the rate"
+        );
+        assert!(config(&[("DATABASE_URL", "x"), ("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", "200/2h")]).is_ok());
         let config =
             config(&[("DATABASE_URL", "x"), ("REDIS_URL", "redis://:r3dis-pass-word@cache:6379")]).expect("valid");
         assert!(config.secret_values().contains(&"r3dis-pass-word".to_owned()));
@@ -724,6 +799,41 @@ mod tests {
         let config =
             config(&[("DATABASE_URL", "x"), ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1, ::1")]).expect("valid");
         assert_eq!(config.security.trusted_proxies.len(), 3);
+        let mapped =
+            self::config(&[("DATABASE_URL", "x"), ("TRUSTED_PROXIES", "::ffff:10.0.0.0/104,::ffff:127.0.0.1")])
+                .expect("valid");
+        let proxies: Vec<String> = mapped.security.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32"]);
+    }
+
+    #[test]
+    fn abuse_limits_have_safe_defaults_and_refuse_nonsense() {
+        let config = config(&[("DATABASE_URL", "x")]).expect("valid");
+        assert!(config.password_hashing.concurrency >= 1 && config.password_hashing.queue >= 1);
+        assert_eq!(config.rate_limits.ipv6_prefix, 64);
+        assert_eq!((config.api_tokens.default_days, config.api_tokens.max_per_account), (90, 20));
+        let found = problems(&[
+            ("DATABASE_URL", "x"),
+            ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("RATE_LIMIT_IPV6_PREFIX", "8"),
+            ("API_TOKEN_DEFAULT_DAYS", "0"),
+            ("CREDENTIAL_SWEEP_INTERVAL", "0"),
+        ]);
+        for variable in [
+            "PASSWORD_HASH_CONCURRENCY",
+            "RATE_LIMIT_IPV6_PREFIX",
+            "API_TOKEN_DEFAULT_DAYS",
+            "CREDENTIAL_SWEEP_INTERVAL",
+        ] {
+            assert!(found.iter().any(|found| found == variable), "{variable} not reported in {found:?}");
+        }
+    }
+
+    #[test]
+    fn reading_never_stops_at_the_first_problem() {
+        let (config, problems) = Config::read(&|name| (name == "APP_ENV").then(|| "production".to_owned()));
+        assert!(config.environment.is_deployed());
+        assert_eq!(problems.iter().map(|problem| problem.variable.as_str()).collect::<Vec<_>>(), ["DATABASE_URL"]);
     }
 
     #[test]

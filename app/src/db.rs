@@ -1,5 +1,6 @@
 //! The connection pool (limits, lifetimes, statement timeout, PgBouncer mode) and the embedded
-//! migrations: applying them with a lock timeout, and listing the ones a database lacks.
+//! migrations: applying them with a lock timeout, tolerating newer ones, and listing the ones a
+//! database lacks.
 
 use std::str::FromStr;
 
@@ -11,9 +12,14 @@ use sqlx::{Connection as _, PgConnection, PgPool};
 
 use crate::config::DatabaseConfig;
 
-/// Every migration under `app/migrations`, compiled into the binary.
+/// Every migration under `app/migrations`, compiled into the binary. Applied migrations it does not
+/// know are ignored: a newer release applied them, and this one must still migrate and serve when it
+/// is rolled back to (expand-only migrations keep the older code working on the newer schema). A
+/// known migration whose checksum differs is still refused.
 pub fn migrator() -> Migrator {
-    sqlx::migrate!("./migrations")
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
 }
 
 /// The host `url` reaches over the network without requiring TLS (an sslmode below `require`), unless
@@ -37,20 +43,40 @@ pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
     let lock_timeout = format!("SET lock_timeout = '{}ms'", config.migration_lock_timeout.as_millis());
     sqlx::raw_sql(&lock_timeout).execute(&mut connection).await?;
     sqlx::raw_sql("SET statement_timeout = 0").execute(&mut connection).await?;
-    migrator().run(&mut connection).await.context("migrating the database")?;
+    apply(&mut connection).await
+}
+
+/// Runs the migrator on `connection`, first saying in one line which applied migrations this
+/// release does not know.
+pub async fn apply(connection: &mut PgConnection) -> anyhow::Result<()> {
+    let known: Vec<i64> = migrator().iter().map(|migration| migration.version).collect();
+    let unknown: Vec<i64> = applied(connection).await?.into_iter().filter(|version| !known.contains(version)).collect();
+    if !unknown.is_empty() {
+        tracing::warn!(
+            versions = ?unknown,
+            "the database has migrations this release does not know (applied by a newer release); ignoring them"
+        );
+    }
+    migrator().run(connection).await.context("migrating the database")?;
     Ok(())
+}
+
+/// Versions the database records as applied (none before the first migration).
+async fn applied(connection: &mut PgConnection) -> anyhow::Result<Vec<i64>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut *connection).await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(connection)
+        .await?)
 }
 
 /// The embedded migrations the database has not applied, as `version description`.
 pub async fn pending(config: &DatabaseConfig) -> anyhow::Result<Vec<String>> {
     let mut connection = connect(config).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut connection).await?;
-    let applied: Vec<i64> = if exists {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut connection).await?
-    } else {
-        Vec::new()
-    };
+    let applied = applied(&mut connection).await?;
     Ok(migrator()
         .iter()
         .filter(|migration| !applied.contains(&migration.version))

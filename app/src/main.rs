@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use app::checks::{self, Report};
-use app::config::Config;
+use app::config::{Config, ConfigError, Problem};
 use app::state::AppState;
 use app::{db, healthcheck, server, telemetry};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -54,15 +54,14 @@ fn main() -> ExitCode {
         print!("{}", app::openapi::to_json());
         return ExitCode::SUCCESS;
     }
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(problems) => {
-            eprintln!("{problems}");
-            return ExitCode::from(2);
-        }
-    };
+    let (config, problems) = Config::read_env();
+    // `check --deploy` reports unreadable variables beside every other finding; the rest stop here.
+    if !problems.is_empty() && !matches!(cli.command, Command::Check { deploy: true, .. }) {
+        eprintln!("{}", ConfigError(problems));
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
-    match runtime.block_on(run(cli.command, config)) {
+    match runtime.block_on(run(cli.command, config, &problems)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -71,14 +70,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, config: Config, problems: &[Problem]) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { deploy, format } => {
             if !deploy {
                 println!("the configuration is valid ({} environment)", config.environment.as_str());
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = Report::new(&config, checks::probe(&config).await?);
+            let report = Report::new(&config, problems, checks::probe(&config).await?);
             match format {
                 Format::Text => print!("{}", report.to_text()),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -110,7 +109,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             telemetry::init(&config)?;
             if config.environment.is_deployed() {
                 // A deployed service refuses to run with a configuration `check --deploy` fails.
-                let report = Report::new(&config, checks::probe(&config).await?);
+                let report = Report::new(&config, &[], checks::probe(&config).await?);
                 if !report.passed() {
                     eprint!("refusing to start in {}:\n{}", config.environment.as_str(), report.to_text());
                     return Ok(ExitCode::FAILURE);
@@ -118,7 +117,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
             let pool = db::pool(&config.database)?;
             if config.database.migrate_on_start {
-                db::migrator().run(&pool).await.context("migrating the database (MIGRATE_ON_START)")?;
+                let mut connection = pool.acquire().await.context("connecting to migrate (MIGRATE_ON_START)")?;
+                db::apply(&mut connection).await.context("MIGRATE_ON_START")?;
             }
             server::run(AppState::new(config, pool)).await?;
             Ok(ExitCode::SUCCESS)

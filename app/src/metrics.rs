@@ -45,10 +45,18 @@ impl Drop for InFlight {
     }
 }
 
+/// The `method` label: one of the standard methods, else `other`, so clients cannot mint series.
+/// (`route` is already closed: a matched route template or `unmatched`.)
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("other")
+}
+
 pub fn request_finished(method: &str, route: &str, status: u16, latency: Duration) {
+    let method = method_label(method);
     let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
     counter!("http_requests_total", &labels).increment(1);
-    histogram!(LATENCY, "method" => method.to_owned(), "route" => route.to_owned()).record(latency.as_secs_f64());
+    histogram!(LATENCY, "method" => method, "route" => route.to_owned()).record(latency.as_secs_f64());
 }
 
 /// Every error response, by its code: rejections by reason (invalid_host, csrf_failed, overloaded…).
@@ -67,4 +75,17 @@ async fn render(State(state): State<AppState>) -> String {
     gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
     gauge!("db_pool_max_connections").set(f64::from(state.config.database.max_connections));
     install().render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("FOOBAR"), "other");
+        assert_eq!(method_label("get"), "other", "methods are case-sensitive");
+    }
 }

@@ -104,8 +104,15 @@ pub async fn run(state: AppState) -> Result<()> {
     let router = crate::http::router(state.clone())?;
     let timeouts =
         Timeouts { header_read: config.limits.header_read_timeout, shutdown: config.lifecycle.shutdown_timeout };
-    let stop_accepting = drain_after(termination(), state.clone(), config.lifecycle.drain_delay);
-    let metrics_task = tokio::spawn(axum::serve(metrics, crate::metrics::router(state)).into_future());
+    // The metrics listener gets the same header-read timeout: a slow client must not hold it either.
+    let metrics_task =
+        tokio::spawn(serve(metrics, crate::metrics::router(state.clone()), timeouts, std::future::pending()));
+    let sweeper = tokio::spawn(crate::auth::sweep::forever(
+        state.pool.clone(),
+        config.sessions.idle_timeout,
+        config.sessions.sweep_interval,
+    ));
+    let stop_accepting = drain_after(termination(), state, config.lifecycle.drain_delay);
     match &config.listen_addr {
         Listen::Tcp(addr) => {
             let listener = TcpListener::bind(addr).await.with_context(|| format!("binding LISTEN_ADDR={addr}"))?;
@@ -121,6 +128,7 @@ pub async fn run(state: AppState) -> Result<()> {
         }
     }
     metrics_task.abort();
+    sweeper.abort();
     tracing::info!("stopped");
     Ok(())
 }

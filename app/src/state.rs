@@ -1,10 +1,12 @@
-//! What every handler and layer can reach: the configuration, the pool, and whether we are draining.
+//! What every handler and layer can reach: the configuration, the pool, the rate limiter, the
+//! password-hashing budget, and whether we are draining.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 
+use crate::auth::passwords::Hasher;
 use crate::config::Config;
 use crate::http::csp_report::ReportBudget;
 use crate::ratelimit::Limiter;
@@ -15,6 +17,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub csp_reports: Arc<ReportBudget>,
     pub limiter: Limiter,
+    /// The argon2 budget: how many hashes run at once, how many wait.
+    pub hasher: Hasher,
     draining: Arc<AtomicBool>,
 }
 
@@ -22,7 +26,9 @@ impl AppState {
     pub fn new(config: Config, pool: PgPool) -> Self {
         let csp_reports = Arc::new(ReportBudget::new(config.limits.csp_reports_per_minute));
         let limiter = Limiter::from_config(&config.rate_limits);
-        Self { config: Arc::new(config), pool, csp_reports, limiter, draining: Arc::new(AtomicBool::new(false)) }
+        let hasher = Hasher::new(config.password_hashing);
+        let draining = Arc::new(AtomicBool::new(false));
+        Self { config: Arc::new(config), pool, csp_reports, limiter, hasher, draining }
     }
 
     /// From now on `/readyz` answers 503 so that load balancers stop sending traffic here.

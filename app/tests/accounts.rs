@@ -139,7 +139,8 @@ async fn bad_sign_ups_are_refused_naming_the_problem() {
     assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(short.json()["error"]["message"].as_str().expect("message").starts_with("password:"));
     let common = post(json!({ "email": email("common"), "password": "Password123!" })).await;
-    assert!(common.body.contains("too common"), "{}", common.body);
+    assert_eq!(common.json()["error"]["code"], "weak_password", "{}", common.body);
+    assert_eq!(common.header("cache-control"), Some("no-store"));
     let bad_email = post(json!({ "email": "not-an-email", "password": PASSWORD })).await;
     assert!(bad_email.json()["error"]["message"].as_str().expect("message").starts_with("email:"));
     let missing = post(json!({ "email": email("missing") })).await;
@@ -169,11 +170,12 @@ async fn bad_sign_ups_are_refused_naming_the_problem() {
 }
 
 #[tokio::test]
-async fn changing_the_password_ends_every_other_session() {
+async fn changing_the_password_ends_every_other_credential_and_rotates_the_session() {
     let db = support::TestDb::new().await;
     let router = api(&db, &[]).await;
     let (address, here) = signed_in(&router, "change").await;
     let elsewhere = Auth::Cookie(session_cookie(&log_in_from(&router, PEER, &address, PASSWORD).await));
+    let bearer = Auth::Bearer(support::api::token(&router, &here).await);
     let change = |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
 
     let wrong = call(
@@ -185,15 +187,38 @@ async fn changing_the_password_ends_every_other_session() {
     )
     .await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.json()["error"]["code"], "wrong_password");
+    let weak =
+        call(&router, Method::PUT, "/api/v1/account/password", Some(change(PASSWORD, "password1234")), &here).await;
+    assert_eq!(weak.json()["error"]["code"], "weak_password", "{}", weak.body);
     let ok =
         call(&router, Method::PUT, "/api/v1/account/password", Some(change(PASSWORD, "tangerine vessel 42")), &here)
             .await;
-    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json(), json!({ "sessions_revoked": 1, "tokens_revoked": 1 }));
+    let rotated = Auth::Cookie(session_cookie(&ok));
 
-    assert_eq!(protected_status(&router, &here).await, StatusCode::OK);
-    assert_eq!(protected_status(&router, &elsewhere).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &rotated).await, StatusCode::OK);
+    for (what, auth) in [("the old cookie", &here), ("another session", &elsewhere), ("a token", &bearer)] {
+        assert_eq!(protected_status(&router, auth).await, StatusCode::UNAUTHORIZED, "{what} outlived the change");
+    }
     assert_eq!(log_in_from(&router, PEER, &address, PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(log_in_from(&router, PEER, &address, "tangerine vessel 42").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_token_changing_the_password_revokes_itself_too() {
+    let db = support::TestDb::new().await;
+    let router = api(&db, &[]).await;
+    let (_, session) = signed_in(&router, "token-change").await;
+    let bearer = Auth::Bearer(support::api::token(&router, &session).await);
+    let body = json!({ "current_password": PASSWORD, "new_password": "tangerine vessel 42" });
+    let ok = call(&router, Method::PUT, "/api/v1/account/password", Some(body), &bearer).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json(), json!({ "sessions_revoked": 1, "tokens_revoked": 1 }));
+    assert!(ok.header("set-cookie").is_none(), "a token caller gets no session");
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(protected_status(&router, &session).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -144,14 +144,19 @@ fn serve_listens_on_a_unix_socket_replacing_a_stale_one_and_removes_it_on_exit()
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
-async fn migrate_applies_the_migrations_lists_pending_ones_and_gives_up_on_a_held_lock() {
-    let db = support::TestDb::new().await;
+/// An empty schema beside the test's own, and a `DATABASE_URL` that puts the binary in it.
+async fn scratch_schema(db: &support::TestDb) -> (String, String) {
     let scratch = format!("{}_cli", db.schema);
     sqlx::query(&format!(r#"CREATE SCHEMA "{scratch}""#)).execute(&db.pool).await.expect("schema");
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-c%20search_path%3D{scratch}");
+    (scratch.clone(), format!("{base}{separator}options=-c%20search_path%3D{scratch}"))
+}
+
+#[tokio::test]
+async fn migrate_applies_the_migrations_lists_pending_ones_and_gives_up_on_a_held_lock() {
+    let db = support::TestDb::new().await;
+    let (scratch, url) = scratch_schema(&db).await;
     let pending = |vars: &[(&str, &str)]| {
         let output = binary(vars, &["migrate", "--pending"]).output().expect("runs");
         assert!(output.status.success(), "{}", text(&output));
@@ -183,4 +188,71 @@ async fn migrate_applies_the_migrations_lists_pending_ones_and_gives_up_on_a_hel
     assert_eq!((before, after), (embedded, 0), "pending before and after");
     assert!(!blocked.status.success(), "{}", text(&blocked));
     assert!(text(&blocked).contains("lock timeout"), "{}", text(&blocked));
+}
+
+/// `GET /readyz` on `port`: the status code.
+fn readyz_status(port: u16) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn an_older_release_migrates_and_serves_after_a_newer_one_migrated_but_refuses_an_edited_migration() {
+    let db = support::TestDb::new().await;
+    let (scratch, url) = scratch_schema(&db).await;
+    assert!(binary(&[("DATABASE_URL", &url)], &["migrate"]).output().expect("runs").status.success());
+    // What a newer release leaves behind when this one is rolled back to.
+    let future = 99_991_231_000_000_i64;
+    sqlx::query(&format!(
+        r#"INSERT INTO "{scratch}"._sqlx_migrations (version, description, success, checksum, execution_time)
+           VALUES ($1, 'from a newer release', true, '\x00', 1)"#
+    ))
+    .bind(future)
+    .execute(&db.pool)
+    .await
+    .expect("a future migration recorded");
+
+    let migrate = binary(&[("DATABASE_URL", &url)], &["migrate"]).output().expect("runs");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("MIGRATE_ON_START", "true"),
+        ("LISTEN_ADDR", listen.as_str()),
+        ("METRICS_ADDR", metrics.as_str()),
+    ];
+    let mut server = binary(&vars, &["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ready = None;
+    while ready != Some(200) && Instant::now() < deadline && server.try_wait().expect("wait").is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+        ready = readyz_status(port);
+    }
+    let _ = server.kill();
+    let served = server.wait_with_output().expect("exits");
+
+    // The checksum of a migration this release knows no longer matches: refused.
+    sqlx::query(&format!(
+        r#"UPDATE "{scratch}"._sqlx_migrations SET checksum = '\x00' WHERE version = (SELECT min(version) FROM "{scratch}"._sqlx_migrations)"#
+    ))
+    .execute(&db.pool)
+    .await
+    .expect("checksum changed");
+    let edited = binary(&[("DATABASE_URL", &url)], &["migrate"]).output().expect("runs");
+    sqlx::query(&format!(r#"DROP SCHEMA "{scratch}" CASCADE"#)).execute(&db.pool).await.expect("drop");
+
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    let migrated = text(&migrate);
+    let unknown: Vec<&str> = migrated.lines().filter(|line| line.contains("does not know")).collect();
+    assert_eq!(unknown.len(), 1, "one line names the unknown migrations:\n{migrated}");
+    assert!(unknown[0].contains(&future.to_string()), "{}", unknown[0]);
+    assert_eq!(ready, Some(200), "serve never answered /readyz 200:\n{}", text(&served));
+    assert!(text(&served).contains(&future.to_string()), "serve's migration names it too:\n{}", text(&served));
+    assert!(!edited.status.success(), "{}", text(&edited));
+    assert!(text(&edited).contains("previously applied but has been modified"), "{}", text(&edited));
 }

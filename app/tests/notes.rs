@@ -59,13 +59,19 @@ async fn pages_are_stable_and_complete() {
         }
     }
     assert_eq!(seen, made, "every note once, in creation order");
-    for bad in ["/api/v1/notes?limit=0", "/api/v1/notes?limit=101"] {
+    for bad in ["/api/v1/notes?limit=0", "/api/v1/notes?limit=101", "/api/v1/notes?limit=many"] {
         assert_eq!(call(&router, Method::GET, bad, None, &me).await.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
-    assert_eq!(
-        call(&router, Method::GET, "/api/v1/notes?after=not-a-uuid", None, &me).await.status,
-        StatusCode::BAD_REQUEST
-    );
+    // A cursor is what the service gave, for this account: not a bare note id, not another's cursor.
+    let (_, other) = signed_in(&router, "pager-other").await;
+    let first = call(&router, Method::GET, "/api/v1/notes?limit=1", None, &me).await.json();
+    let cursor = first["next"].as_str().expect("a next page").to_owned();
+    let id = first["items"][0]["id"].as_str().expect("id").to_owned();
+    for (who, after) in [(&me, "not-a-cursor"), (&me, id.as_str()), (&other, cursor.as_str())] {
+        let reply = call(&router, Method::GET, &format!("/api/v1/notes?after={after}"), None, who).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{after}");
+        assert_eq!(reply.json()["error"]["code"], "invalid_cursor");
+    }
 }
 
 #[tokio::test]

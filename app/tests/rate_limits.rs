@@ -1,6 +1,7 @@
-//! Rate limits through the real router: brute force stops exactly at the limit, per account and per
-//! IP; sign-ups and API calls are limited too; with Redis (a real redis-server), two app instances
-//! share one limit; with Redis down, login fails closed and the API fails open.
+//! Rate limits through the real router: brute force stops exactly at the limit, per account and
+//! network, per account hourly and per client network; the owner elsewhere still gets in; sign-ups
+//! and API calls are limited too; with Redis (a real redis-server), two app instances share one
+//! limit; with Redis down, login fails closed and the API fails open.
 
 mod support;
 
@@ -27,23 +28,35 @@ fn assert_limited(reply: &support::service::Reply) {
 }
 
 #[tokio::test]
-async fn brute_force_on_one_account_stops_exactly_at_the_limit() {
+async fn brute_force_from_one_network_stops_exactly_at_the_limit_and_the_owner_gets_in() {
     let db = support::TestDb::new().await;
-    let router = api(&db, &[("LOGIN_LIMIT_PER_ACCOUNT", "5/15m")]);
+    let router = api(&db, &[("LOGIN_LIMIT_PER_ACCOUNT_NETWORK", "5/15m")]);
     let victim = email("victim");
     sign_up(&router, &victim).await;
     for attempt in 1..=5 {
-        // Each from a different address: the per-account limit holds whatever the source.
+        // Different ports of one address: one client.
+        let peer = format!("198.51.100.7:{}", 4000 + attempt);
+        let reply = log_in_from(&router, &peer, &victim, "guess guess guess").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    assert_limited(&log_in_from(&router, "198.51.100.7:4999", &victim, "guess guess guess").await);
+    assert_limited(&log_in_from(&router, "198.51.100.7:4999", &victim, PASSWORD).await);
+    // From another network the owner signs in: the attacker cannot lock them out.
+    assert_eq!(log_in_from(&router, "192.0.2.200:1", &victim, PASSWORD).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_hourly_cap_per_account_holds_across_networks() {
+    let db = support::TestDb::new().await;
+    let router = api(&db, &[("LOGIN_LIMIT_PER_ACCOUNT_HOURLY", "5/1h")]);
+    let victim = email("botnet");
+    sign_up(&router, &victim).await;
+    for attempt in 1..=5 {
         let peer = format!("198.51.100.{attempt}:4000");
-        assert_eq!(
-            log_in_from(&router, &peer, &victim, "guess guess guess").await.status,
-            StatusCode::UNAUTHORIZED,
-            "attempt {attempt}"
-        );
+        let reply = log_in_from(&router, &peer, &victim, "guess guess guess").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
     assert_limited(&log_in_from(&router, "198.51.100.99:4000", &victim, "guess guess guess").await);
-    // Even the right password waits now; another account is unaffected.
-    assert_limited(&log_in_from(&router, "198.51.100.98:4000", &victim, PASSWORD).await);
     let other = email("bystander");
     sign_up(&router, &other).await;
     assert_eq!(log_in_from(&router, "198.51.100.97:4000", &other, PASSWORD).await.status, StatusCode::OK);
@@ -86,7 +99,7 @@ async fn sign_ups_and_api_calls_are_limited() {
 async fn two_instances_share_one_limit_through_redis() {
     let db = support::TestDb::new().await;
     let url = redis_url();
-    let settings = [("REDIS_URL", url.as_str()), ("LOGIN_LIMIT_PER_ACCOUNT", "4/15m")];
+    let settings = [("REDIS_URL", url.as_str()), ("LOGIN_LIMIT_PER_ACCOUNT_NETWORK", "4/15m")];
     let (first, second) = (api(&db, &settings), api(&db, &settings));
     let victim = email("shared");
     sign_up(&first, &victim).await;

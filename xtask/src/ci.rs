@@ -20,6 +20,7 @@ fn select<'a>(steps: &'a [Step], args: &CiArgs) -> Vec<&'a Step> {
 pub(crate) fn run(args: &CiArgs) -> Result<()> {
     let selected = select(STEPS, args);
     let mut ctx = Context::new(Report::new())?;
+    ctx.base.clone_from(&args.base);
     let mut results = Vec::with_capacity(selected.len());
     let mut failed: Vec<&Step> = Vec::new();
     for step in &selected {

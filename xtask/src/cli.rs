@@ -41,7 +41,13 @@ pub(crate) enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Install the cargo tools the pipeline needs (skipping those already installed).
+    /// Lint the migrations changed since the base with squawk (the migrations step without its round trip).
+    LintMigrations {
+        /// Default: MIGRATIONS_BASE, else the merge-base with main, or HEAD~1 on main.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
+    },
+    /// Install the tools the pipeline needs, pinned: cargo tools and squawk (skipping those already installed).
     Setup,
     /// Ship the service through the deploy state machine (`--target host|kubernetes|fly`); also status, lock, unlock.
     Deploy(DeployArgs),
@@ -68,6 +74,10 @@ pub(crate) struct CiArgs {
     /// Run only this step (repeatable).
     #[arg(long, value_name = "STEP", value_parser = step_names(), conflicts_with = "skip")]
     pub(crate) only: Vec<String>,
+    /// The revision whose release must work on the new schema (the migrations step). Default:
+    /// MIGRATIONS_BASE, else the merge-base with main, or HEAD~1 on main.
+    #[arg(long, value_name = "REF")]
+    pub(crate) base: Option<String>,
 }
 
 fn step_names() -> clap::builder::PossibleValuesParser {

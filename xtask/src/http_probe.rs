@@ -98,10 +98,18 @@ impl Response {
 
 /// Sends `request` to `target`; `insecure` accepts any TLS certificate (test stacks).
 pub(crate) fn send(target: &Target, request: &Request<'_>, insecure: bool) -> Result<Reply> {
-    if target.https { send_with_curl(target, request, insecure) } else { send_plain(target, request) }
+    if target.https { send_with_curl(target, request, insecure) } else { send_plain(target, request, None) }
 }
 
-fn send_plain(target: &Target, request: &Request<'_>) -> Result<Reply> {
+/// Sends `request` with a JSON `body` over plain HTTP.
+pub(crate) fn send_json(target: &Target, request: &Request<'_>, body: &str) -> Result<Reply> {
+    if target.https {
+        bail!("JSON requests are sent over plain HTTP only, not to {}", target.url(request.path));
+    }
+    send_plain(target, request, Some(body))
+}
+
+fn send_plain(target: &Target, request: &Request<'_>, body: Option<&str>) -> Result<Reply> {
     let address = (target.host.trim_start_matches('[').trim_end_matches(']'), target.port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {}", target.host))?
@@ -109,23 +117,27 @@ fn send_plain(target: &Target, request: &Request<'_>) -> Result<Reply> {
         .with_context(|| format!("{} resolves to no address", target.host))?;
     let stream = TcpStream::connect_timeout(&address, TIMEOUT).with_context(|| format!("connecting to {address}"))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
-    exchange(stream, request).with_context(|| format!("sending to {address}"))
+    exchange(stream, request, body).with_context(|| format!("sending to {address}"))
 }
 
 /// Sends `request` to the server listening on the unix socket `path`.
 pub(crate) fn send_unix(path: &camino::Utf8Path, request: &Request<'_>) -> Result<Reply> {
     let stream = UnixStream::connect(path).with_context(|| format!("connecting to {path}"))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
-    exchange(stream, request).with_context(|| format!("sending to {path}"))
+    exchange(stream, request, None).with_context(|| format!("sending to {path}"))
 }
 
-fn exchange(mut stream: impl Read + Write, request: &Request<'_>) -> Result<Reply> {
+fn exchange(mut stream: impl Read + Write, request: &Request<'_>, body: Option<&str>) -> Result<Reply> {
     let mut head =
         format!("{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", request.method, request.path, request.host);
     for (name, value) in request.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if let Some(body) = body {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
+    head.push_str(body.unwrap_or_default());
     stream.write_all(head.as_bytes())?;
     let mut received = Vec::new();
     // A reset after a complete head (or before any byte) still tells us what we need.

@@ -14,6 +14,7 @@ mod diagnostics;
 mod failpoint;
 mod generated;
 mod http_probe;
+mod migrations;
 mod openapi;
 mod pins;
 mod postgres;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Workflows { check } => workflows::run(check),
         Command::Openapi { check } => openapi::run(check),
         Command::Setup => tools::setup(),
+        Command::LintMigrations { base } => migrations::lint_only(base.as_deref()),
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(root) => deploy::rollback(&root),
         Command::Backup(args) => backup::run(&args),

@@ -13,7 +13,7 @@ use crate::postgres::client::{self, ScratchDatabase};
 use crate::{backup, cleanup, process, project, restore};
 
 /// Row count and md5 of the rows in a stable order, per `schema.table`.
-type Fingerprint = BTreeMap<String, (u64, String)>;
+pub(crate) type Fingerprint = BTreeMap<String, (u64, String)>;
 
 pub(crate) struct Drill {
     pub(crate) tables: usize,
@@ -68,7 +68,7 @@ pub(crate) fn drill(url: &str) -> Result<Drill> {
     Ok(Drill { tables: source.len(), rows: source.values().map(|(rows, _)| rows).sum(), restore })
 }
 
-fn fingerprint(url: &str) -> Result<Fingerprint> {
+pub(crate) fn fingerprint(url: &str) -> Result<Fingerprint> {
     let tables = client::query(
         url,
         "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables \

@@ -1,4 +1,4 @@
-//! The cargo tools the pipeline runs, pinned in one table; `cargo xtask setup` installs the missing ones.
+//! The tools the pipeline runs, pinned in one table; `cargo xtask setup` installs the missing ones.
 
 use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
@@ -6,31 +6,66 @@ use xshell::{Shell, cmd};
 use crate::project;
 use crate::steps::STEPS;
 
+/// Where a tool comes from, which says how it is installed and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A crate: `cargo install --locked package@version`, run as `cargo <command>`.
+    Cargo,
+    /// A PyPI package (a binary in a wheel): `python3 -m pip install package==version`, run as `<command>`.
+    Pip,
+}
+
 #[derive(Debug)]
 pub(crate) struct Tool {
-    /// The cargo subcommand, e.g. `llvm-cov` for `cargo llvm-cov`.
-    pub(crate) subcommand: &'static str,
-    pub(crate) krate: &'static str,
+    pub(crate) kind: Kind,
+    /// The cargo subcommand (`llvm-cov` for `cargo llvm-cov`), or the program a pip package installs.
+    pub(crate) command: &'static str,
+    pub(crate) package: &'static str,
     pub(crate) version: &'static str,
 }
 
-pub(crate) const LLVM_COV: Tool = Tool { subcommand: "llvm-cov", krate: "cargo-llvm-cov", version: "0.9.1" };
-pub(crate) const DENY: Tool = Tool { subcommand: "deny", krate: "cargo-deny", version: "0.20.2" };
+pub(crate) const LLVM_COV: Tool =
+    Tool { kind: Kind::Cargo, command: "llvm-cov", package: "cargo-llvm-cov", version: "0.9.1" };
+pub(crate) const DENY: Tool = Tool { kind: Kind::Cargo, command: "deny", package: "cargo-deny", version: "0.20.2" };
+pub(crate) const SQUAWK: Tool = Tool { kind: Kind::Pip, command: "squawk", package: "squawk-cli", version: "2.70.0" };
 
 impl Tool {
     fn installed_version(&self) -> Option<String> {
-        let output = std::process::Command::new(project::cargo()).args([self.subcommand, "--version"]).output().ok()?;
+        let mut command = match self.kind {
+            Kind::Cargo => {
+                let mut cargo = std::process::Command::new(project::cargo());
+                cargo.arg(self.command);
+                cargo
+            }
+            Kind::Pip => std::process::Command::new(self.command),
+        };
+        let output = command.arg("--version").output().ok()?;
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// How to run it, for messages.
+    fn invocation(&self) -> String {
+        match self.kind {
+            Kind::Cargo => format!("cargo {}", self.command),
+            Kind::Pip => self.command.to_owned(),
+        }
+    }
+
+    /// The command that installs the pinned version.
+    fn install_command(&self) -> String {
+        match self.kind {
+            Kind::Cargo => format!("cargo install --locked {}@{}", self.package, self.version),
+            Kind::Pip => format!("python3 -m pip install {}=={}", self.package, self.version),
+        }
     }
 
     /// Fails with the install command when the tool is missing.
     pub(crate) fn require(&self) -> Result<()> {
         if self.installed_version().is_none() {
             bail!(
-                "`cargo {}` is not installed: run `cargo xtask setup` (or `cargo install --locked {}@{}`)",
-                self.subcommand,
-                self.krate,
-                self.version
+                "`{}` is not installed: run `cargo xtask setup` (or `{}`)",
+                self.invocation(),
+                self.install_command()
             );
         }
         Ok(())
@@ -49,7 +84,7 @@ pub(crate) fn nextest_installed() -> bool {
 pub(crate) fn required() -> Vec<&'static Tool> {
     let mut tools: Vec<&'static Tool> = Vec::new();
     for tool in STEPS.iter().flat_map(|step| step.tools.iter().copied()) {
-        if !tools.iter().any(|known| known.krate == tool.krate) {
+        if !tools.iter().any(|known| known.package == tool.package) {
             tools.push(tool);
         }
     }
@@ -62,12 +97,20 @@ pub(crate) fn setup() -> Result<()> {
     let cargo = project::cargo();
     for tool in required() {
         match tool.installed_version() {
-            Some(found) if found.contains(tool.version) => println!("{}: {found} (installed)", tool.krate),
-            Some(found) => println!("{}: {found} installed; the pipeline is tested with {}", tool.krate, tool.version),
-            None => {
-                let spec = format!("{}@{}", tool.krate, tool.version);
-                cmd!(sh, "{cargo} install --locked {spec}").run()?;
+            Some(found) if found.contains(tool.version) => println!("{}: {found} (installed)", tool.package),
+            Some(found) => {
+                println!("{}: {found} installed; the pipeline is tested with {}", tool.package, tool.version);
             }
+            None => match tool.kind {
+                Kind::Cargo => {
+                    let spec = format!("{}@{}", tool.package, tool.version);
+                    cmd!(sh, "{cargo} install --locked {spec}").run()?;
+                }
+                Kind::Pip => {
+                    let spec = format!("{}=={}", tool.package, tool.version);
+                    cmd!(sh, "python3 -m pip install --quiet --disable-pip-version-check {spec}").run()?;
+                }
+            },
         }
     }
     Ok(())
@@ -80,9 +123,10 @@ mod tests {
     #[test]
     fn required_tools_are_deduplicated_and_pinned() {
         let tools = required();
-        assert!(tools.iter().any(|tool| tool.krate == "cargo-llvm-cov"));
-        assert!(tools.iter().any(|tool| tool.krate == "cargo-deny"));
-        let mut names: Vec<_> = tools.iter().map(|tool| tool.krate).collect();
+        assert!(tools.iter().any(|tool| tool.package == "cargo-llvm-cov"));
+        assert!(tools.iter().any(|tool| tool.package == "cargo-deny"));
+        assert!(tools.iter().any(|tool| tool.package == "squawk-cli" && tool.kind == Kind::Pip));
+        let mut names: Vec<_> = tools.iter().map(|tool| tool.package).collect();
         names.dedup();
         assert_eq!(names.len(), tools.len());
         assert!(tools.iter().all(|tool| tool.version.split('.').count() == 3));

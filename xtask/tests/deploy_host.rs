@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Run, app_binary, free_port, psql};
+use support::{Run, app_binary, free_port, psql, release_with_a_migration};
 
 /// nginx in front of two slots, a database, a deploy root; everything stopped when dropped.
 struct Stack {
@@ -992,4 +992,96 @@ fn a_deploy_user_without_privileges_deploys_through_sudo_for_the_units_only() {
     }
     let audit = stack.audit();
     assert!(audit.contains(r#""who":"shipshape-deployer""#), "{audit}");
+}
+
+#[test]
+fn rollbacks_across_a_migration_under_load_fail_no_request_and_lose_no_write() {
+    let stack = Stack::new("migrated");
+    let app = app_binary();
+    stack.deploy("r1", &app).ok();
+    let auth = api_token(stack.port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (fresh, kept, threads) = load(stack.port, &auth, &stop);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // r2 migrates while r1 serves; `cargo xtask rollback` puts r1 back, on r2's schema.
+    let r2 = release_with_a_migration(&stack.root, "r2-migrates", 29_990_101_000_000, "pinned", "");
+    let deployed = stack.deploy("r2", &r2).ok();
+    for line in ["backed up to", "the backup restores:", "MIGRATE   ok"] {
+        assert!(deployed.text().contains(line), "missing {line:?} in:\n{}", deployed.text());
+    }
+    assert_eq!(stack.serving(), "r2");
+    stack.run(&["rollback"]).ok();
+    assert_eq!(stack.serving(), "r1");
+
+    // A release with a migration that fails VERIFY: its migration stays, r1 keeps serving on it.
+    let stops = release_with_a_migration(
+        &stack.root,
+        "r3-stops",
+        29_990_201_000_000,
+        "archived",
+        &format!(
+            "{} serve & child=$!\n  trap 'kill $child; wait $child; exit 1' TERM\n  until grep -q '\"r3\"' {}/state.json; do sleep 0.05; done\n  kill -TERM $child\n  wait $child\n  exit 1",
+            app.display(),
+            stack.root()
+        ),
+    );
+    stack.deploy("r3", &stops).failed(&["MIGRATE   ok", "VERIFY failed", "rolled back automatically"]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().expect("load thread");
+    }
+    assert_eq!(stack.serving(), "r1");
+    let schema = psql(
+        &stack.database_url(),
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name IN ('pinned', 'archived') \
+         UNION ALL SELECT count(*) FROM _sqlx_migrations WHERE version > 29990000000000",
+    );
+    assert_eq!(schema, "2\n2", "r1 serves on the schema of both newer releases");
+
+    let (ok, unexpected, errors) = fresh.get();
+    let (kept_ok, kept_unexpected, kept_errors) = kept.get();
+    println!(
+        "load across rollbacks over a migration: fresh connections {ok} ok, {unexpected} unexpected, {errors} errors; keep-alive {kept_ok} ok, {kept_unexpected} unexpected, {kept_errors} errors"
+    );
+    assert!(ok > 100 && kept_ok > 100, "too little load to prove anything");
+    assert_eq!((unexpected, errors, kept_unexpected, kept_errors), (0, 0, 0, 0), "requests failed");
+    let created = fresh.created.load(Ordering::SeqCst) + kept.created.load(Ordering::SeqCst);
+    let rows: u64 = psql(&stack.database_url(), "SELECT count(*) FROM notes").parse().expect("a count");
+    println!("notes: {created} POSTs answered 201, {rows} rows");
+    assert!(created > 50, "too few POSTs to prove anything");
+    assert_eq!(rows, created, "every note answered 201 is stored, and only those");
+}
+
+#[test]
+fn a_backup_that_does_not_restore_stops_the_deploy_before_any_schema_change() {
+    let stack = Stack::new("unrestorable");
+    stack.deploy("r1", &app_binary()).ok();
+    // A classic: a CHECK calling a function that names a table without its schema. pg_restore runs
+    // with an empty search_path, so the dump does not load, while the live database works.
+    psql(
+        &stack.database_url(),
+        "CREATE TABLE banned (n int);
+         CREATE FUNCTION allowed(value int) RETURNS boolean LANGUAGE sql AS 'SELECT NOT EXISTS (SELECT 1 FROM banned WHERE n = value)';
+         CREATE TABLE guarded (n int CHECK (allowed(n)));
+         INSERT INTO guarded VALUES (1)",
+    );
+    let r2 = release_with_a_migration(&stack.root, "r2-migrates", 29_990_101_000_000, "pinned", "");
+    stack.deploy("r2", &r2).failed(&["BACKUP    FAILED", "does not restore", "relation \"banned\" does not exist"]);
+    assert_eq!(stack.serving(), "r1");
+    let migrated = psql(
+        &stack.database_url(),
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'pinned'",
+    );
+    assert_eq!(migrated, "0", "the schema changed although the backup does not restore");
+    let leftovers = psql(&stack.server, "SELECT count(*) FROM pg_database WHERE datname LIKE 'deploy_verify_backup_%'");
+    assert_eq!(leftovers, "0", "the scratch database was left behind");
+
+    // Above DEPLOY_VERIFY_BACKUP_MAX the proof is skipped, and said so.
+    let env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
+    std::fs::write(stack.root.join("deploy.env"), format!("{env}DEPLOY_VERIFY_BACKUP_MAX=0\n")).expect("write");
+    let run = stack.deploy("r2", &r2).ok();
+    assert!(run.text().contains("is over DEPLOY_VERIFY_BACKUP_MAX (0 bytes)"), "{}", run.text());
+    assert_eq!(stack.serving(), "r2");
 }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::Run;
+use support::{Run, app_binary, psql, release_with_a_migration};
 
 const OLD: &str = "ghcr.io/acme/shipshape-app@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const NEW: &str = "ghcr.io/acme/shipshape-app@sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -136,6 +136,17 @@ fn fly(args: &str) -> String {
 
 const FLY_MACHINES: &str = "machines list --app shipshape-test --json";
 
+/// A fly deploy of NEW whose VERIFY failed, undone by deploying OLD again.
+fn fly_undone_after_verify() -> [String; 5] {
+    [
+        fly(FLY_MACHINES),
+        fly(&format!("deploy {NEW}")),
+        fly(FLY_MACHINES),
+        fly(&format!("deploy {OLD}")),
+        fly(FLY_MACHINES),
+    ]
+}
+
 #[test]
 fn a_kubernetes_deploy_migrates_then_rolls_out_the_rendered_release() {
     let scratch = Scratch::new("k8s-ok");
@@ -224,16 +235,7 @@ fn machines_left_on_the_old_image_fail_verify_and_the_previous_image_is_deployed
         &format!("2 of 2 machines do not run {NEW}"),
         "undone: the previous release serves again",
     ]);
-    assert_eq!(
-        scratch.calls(),
-        [
-            fly(FLY_MACHINES),
-            fly(&format!("deploy {NEW}")),
-            fly(FLY_MACHINES),
-            fly(&format!("deploy {OLD}")),
-            fly(FLY_MACHINES)
-        ]
-    );
+    assert_eq!(scratch.calls(), fly_undone_after_verify());
     scratch.assert_failed_in("VERIFY");
 }
 
@@ -328,4 +330,100 @@ fn status_asks_the_platform_what_runs_and_fails_when_it_is_not_healthy() {
     scratch.status("fly", &[("FAKE_CHECK", "critical")]).failed(&["fail their checks: 148e0d1, 9080e65"]);
     scratch.status("fly", &[("FAKE_SERVING", "")]).failed(&["no machine of shipshape-test is started"]);
     assert!(scratch.audit().is_empty(), "a status wrote an audit record");
+}
+
+/// A database of the test server migrated by the service, and the images' binaries for the fakes'
+/// migrations (`FAKE_IMAGES`): OLD is the service, NEW the service with one migration more.
+struct Migrated {
+    server: String,
+    database: String,
+    images: PathBuf,
+}
+
+impl Migrated {
+    fn new(scratch: &Scratch, name: &str) -> Self {
+        let server = std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)");
+        let database = format!("xtask_platform_{name}_{}", std::process::id());
+        psql(&server, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+        psql(&server, &format!("CREATE DATABASE {database}"));
+        let images = scratch.dir.join("images");
+        std::fs::create_dir_all(&images).expect("mkdir");
+        std::os::unix::fs::symlink(app_binary(), images.join(digest(OLD))).expect("symlink");
+        let new = release_with_a_migration(&images, digest(NEW), 29_990_101_000_000, "pinned", "");
+        assert!(new.is_file());
+        let migrated = Self { server, database, images };
+        let app = Command::new(app_binary()).arg("migrate").env("DATABASE_URL", migrated.url()).output().expect("app");
+        assert!(app.status.success(), "{}", String::from_utf8_lossy(&app.stderr));
+        migrated
+    }
+
+    fn url(&self) -> String {
+        let (base, _) = self.server.rsplit_once('/').expect("a database name");
+        format!("{base}/{}", self.database)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("FAKE_IMAGES", self.images.display().to_string()), ("DATABASE_URL", self.url())]
+    }
+
+    /// Whether NEW's migration is in the schema.
+    fn newer_schema(&self) -> bool {
+        psql(
+            &self.url(),
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'pinned'",
+        ) == "1"
+    }
+}
+
+impl Drop for Migrated {
+    fn drop(&mut self) {
+        psql(&self.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database));
+    }
+}
+
+fn digest(image: &str) -> &str {
+    image.rsplit(':').next().expect("a digest")
+}
+
+fn migrate_log(scratch: &Scratch) -> String {
+    std::fs::read_to_string(scratch.dir.join("migrate.log")).unwrap_or_default()
+}
+
+#[test]
+fn the_previous_image_s_migration_job_runs_on_the_newer_schema_of_kubernetes() {
+    let scratch = Scratch::new("k8s-undo");
+    let db = Migrated::new(&scratch, "k8s");
+    let env = db.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    scratch.deploy("kubernetes", Some(NEW), &env).ok();
+    assert!(db.newer_schema(), "the new image's Job migrated:\n{}", migrate_log(&scratch));
+
+    // The runbook's undo: the previous image again, whose Job runs its `app migrate` on the newer schema.
+    let run = scratch.deploy("kubernetes", Some(OLD), &env).ok();
+    let log = migrate_log(&scratch);
+    let unknown: Vec<&str> = log.lines().filter(|line| line.contains("does not know")).collect();
+    assert_eq!(unknown.len(), 1, "the previous image names the newer migration once:\n{log}\n{}", run.text());
+    assert!(unknown[0].contains("29990101000000"), "{log}");
+    let deployed = std::fs::read_to_string(scratch.dir.join("deployed-image")).expect("an image deployed");
+    assert_eq!(deployed.trim(), OLD);
+    assert!(db.newer_schema());
+    assert_eq!(scratch.last_record()["result"], "deployed");
+}
+
+#[test]
+fn fly_s_undo_runs_the_previous_image_s_release_command_on_the_newer_schema() {
+    let scratch = Scratch::new("fly-undo");
+    let db = Migrated::new(&scratch, "fly");
+    let mut env = db.env();
+    env.push(("FAKE_FLY", "stays-old".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    // The new image's release_command migrates, its machines never come up: VERIFY fails and the
+    // previous image is deployed again, its release_command running on the newer schema.
+    scratch.deploy("fly", Some(NEW), &env).failed(&["VERIFY failed", "undone: the previous release serves again"]);
+    assert_eq!(scratch.calls(), fly_undone_after_verify());
+    assert!(db.newer_schema());
+    let log = migrate_log(&scratch);
+    assert_eq!(log.matches("does not know").count(), 1, "{log}");
+    assert!(log.contains("29990101000000"), "{log}");
+    scratch.assert_failed_in("VERIFY");
 }

@@ -48,18 +48,7 @@ impl Scratch {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command.args(args).env("XTASK_WORKSPACE", &self.dir).current_dir(&self.dir);
-        // The outer (coverage) build's settings must not leak into the scratch builds.
-        for var in [
-            "GITHUB_ACTIONS",
-            "GITHUB_STEP_SUMMARY",
-            "CARGO_TARGET_DIR",
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "RUSTC_WRAPPER",
-            "RUSTC_WORKSPACE_WRAPPER",
-        ] {
-            command.env_remove(var);
-        }
+        support::without_outer_build(&mut command);
         command
     }
 
@@ -188,7 +177,8 @@ fn help_lists_every_step_with_one_line_each() {
     let scratch = Scratch::new("help");
     for args in [&["--help"][..], &["ci", "--help"][..]] {
         let help = scratch.xtask(args).text();
-        for step in ["fmt", "clippy", "test", "restore-drill", "coverage", "audit", "workflows", "build"] {
+        for step in ["fmt", "clippy", "test", "restore-drill", "migrations", "coverage", "audit", "workflows", "build"]
+        {
             assert!(
                 help.lines().any(|line| line.trim_start().starts_with(step)),
                 "{step} missing from {args:?}:\n{help}"

@@ -1,6 +1,6 @@
 //! Sign-up, login, logout and password change. Login gives one answer for an unknown account and a
-//! wrong password, after the same argon2 work, and is rate-limited per account and per client IP
-//! before any password is checked.
+//! wrong password, after the same argon2 work, and is rate-limited (see `attempts`) before any
+//! password is checked. A password change is an attempt too, and ends every other credential.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,25 +10,57 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::attempts::{self, Refusal};
 use super::{Caller, Credential, passwords, sessions};
 use crate::http::errors::ApiError;
 use crate::http::extract::{Json, invalid};
 use crate::http::proxy::Client;
-use crate::ratelimit;
+use crate::ratelimit::{self, Policy};
 use crate::state::AppState;
 
+/// What sign-up takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    #[schema(
+        format = "email",
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+\.[^\s@\x00-\x1f\x7f-\x9f]+\s*$"
+    )]
+    pub email: String,
+    /// 12–128 characters, and not easy to guess (refused as `weak_password` otherwise).
+    #[schema(min_length = 12, max_length = 128, pattern = r"^[^\x00]*$")]
+    pub password: String,
+}
+
+/// What login takes: any strings (a wrong email or password is a 401, never a 422).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    #[schema(max_length = 254, pattern = r"^[^\x00]*$")]
     pub email: String,
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub current_password: String,
+    /// 12–128 characters, and not easy to guess (refused as `weak_password` otherwise).
+    #[schema(min_length = 12, max_length = 128, pattern = r"^[^\x00]*$")]
     pub new_password: String,
+}
+
+/// What a password change ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// Other sessions ended (the caller's own session continues under a new cookie).
+    pub sessions_revoked: u64,
+    /// API tokens revoked: every one the account had.
+    pub tokens_revoked: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,33 +73,31 @@ pub struct Account {
 
 fn normalize_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim().to_lowercase();
-    let plausible = (3..=254).contains(&email.len())
+    let plausible = (3..=254).contains(&email.chars().count())
         && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if plausible { Ok(email) } else { Err(invalid("email", "is not an email address")) }
 }
 
-fn client_ip(client: Option<&Client>) -> String {
-    client.and_then(|client| client.ip).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-}
-
-#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = Credentials,
-    responses((status = 201, body = Account), (status = 409, description = "the email is taken"), (status = 422), (status = 429)))]
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = NewAccount,
+    responses((status = 201, body = Account), (status = 409, description = "`email_taken`: the email is taken"),
+        (status = 422, description = "`weak_password`: the password is too easy to guess; or a field is invalid"),
+        (status = 429), (status = 503, description = "`busy`: too many passwords being hashed; retry after `Retry-After`")))]
 pub async fn sign_up(
     State(state): State<AppState>,
     client: Option<axum::Extension<Client>>,
-    Json(body): Json<Credentials>,
-) -> Result<Response, ApiError> {
-    let ip = client_ip(client.as_deref());
-    let decision = state.limiter.hit_or_allow("signup-ip", &ip, state.config.rate_limits.signup_per_ip).await;
+    Json(body): Json<NewAccount>,
+) -> Result<Response, Refusal> {
+    let network = attempts::client_network(&state, client.as_deref());
+    let decision = state.limiter.hit_or_allow(Policy::Signup, &network, state.config.rate_limits.signup_per_ip).await;
     if !decision.allowed {
         return Ok(ratelimit::too_many(&decision));
     }
     let email = normalize_email(&body.email)?;
-    if let Some(why) = passwords::policy_violation(&body.password, &email) {
-        return Err(invalid("password", &why));
+    if let Some(refused) = passwords::refusal("password", &body.password, &email) {
+        return Err(refused.into());
     }
-    let hash = passwords::hash(body.password).await;
+    let hash = state.hasher.hash(body.password).await?;
     let inserted = sqlx::query_as::<_, (Uuid, String, OffsetDateTime)>(
         "INSERT INTO accounts (id, email, password_hash) VALUES ($1, $2, $3)
          ON CONFLICT ((lower(email))) DO NOTHING RETURNING id, email, created_at",
@@ -78,7 +108,8 @@ pub async fn sign_up(
     .fetch_optional(&state.pool)
     .await?;
     let Some((id, email, created_at)) = inserted else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this email already exists"));
+        let taken = ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this email already exists");
+        return Err(taken.into());
     };
     Ok((StatusCode::CREATED, axum::Json(Account { id, email, created_at })).into_response())
 }
@@ -88,33 +119,17 @@ fn invalid_credentials() -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Credentials,
-    responses((status = 200, body = Account, description = "signed in; the session cookie is set"), (status = 401), (status = 429), (status = 503)))]
+    responses((status = 200, body = Account, description = "signed in; the session cookie is set"),
+        (status = 401, description = "`invalid_credentials`: the email or the password is wrong"), (status = 429),
+        (status = 503, description = "`busy` (retry after `Retry-After`), or `unavailable`: attempts cannot be counted")))]
 pub async fn log_in(
     State(state): State<AppState>,
     client: Option<axum::Extension<Client>>,
     headers: HeaderMap,
     Json(body): Json<Credentials>,
-) -> Result<Response, ApiError> {
-    let limits = &state.config.rate_limits;
+) -> Result<Response, Refusal> {
     let email = body.email.trim().to_lowercase();
-    let ip = client_ip(client.as_deref());
-    // Counted before the password is checked, and refused (fail closed) when the counters are down.
-    for (policy, subject, limit) in [
-        ("login-ip", ip.as_str(), limits.login_per_ip),
-        ("login-account", email.as_str(), limits.login_per_account),
-        ("login-account-hourly", email.as_str(), limits.login_per_account_hourly),
-    ] {
-        let decision = state.limiter.hit(policy, subject, limit).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "signing in is unavailable for a moment; retry shortly",
-            )
-        })?;
-        if !decision.allowed {
-            return Ok(ratelimit::too_many(&decision));
-        }
-    }
+    let network = attempts::client_network(&state, client.as_deref());
     let account = sqlx::query_as::<_, (Uuid, String, String, OffsetDateTime)>(
         "SELECT id, email, password_hash, created_at FROM accounts WHERE lower(email) = $1",
     )
@@ -122,8 +137,8 @@ pub async fn log_in(
     .fetch_optional(&state.pool)
     .await?;
     let stored = account.as_ref().map(|(_, _, hash, _)| hash.clone());
-    if !passwords::verify(body.password, stored).await {
-        return Err(invalid_credentials());
+    if !attempts::verify(&state, &email, &network, body.password, stored).await? {
+        return Err(invalid_credentials().into());
     }
     let (id, email, _, created_at) = account.ok_or_else(invalid_credentials)?;
     // Whatever session the browser had is dropped: the token always changes at login.
@@ -137,7 +152,9 @@ pub async fn log_in(
 }
 
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session",
-    responses((status = 204, description = "signed out; cookies and site data cleared"), (status = 401)))]
+    responses((status = 204, description = "signed out; cookies and site data cleared"),
+        (status = 400, description = "`not_a_session`: API tokens are revoked, not logged out")),
+    security(("session" = [])))]
 pub async fn log_out(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let Credential::Session(token) = &caller.credential else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "not_a_session", "API tokens are revoked, not logged out"));
@@ -151,32 +168,56 @@ pub async fn log_out(State(state): State<AppState>, caller: Caller) -> Result<Re
 }
 
 #[utoipa::path(put, path = "/api/v1/account/password", tag = "accounts", request_body = PasswordChange,
-    responses((status = 204, description = "changed; every other session is ended"), (status = 401), (status = 422)))]
+    responses((status = 200, body = Revoked, description = "changed; every other session and every API token is revoked, and a session caller gets a new session cookie"),
+        (status = 422, description = "`wrong_password`: `current_password` is wrong; `weak_password`: `new_password` is too easy to guess"),
+        (status = 429), (status = 503, description = "`busy` (retry after `Retry-After`), or `unavailable`: attempts cannot be counted")),
+    security(("session" = []), ("bearer" = [])))]
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
+    client: Option<axum::Extension<Client>>,
     Json(body): Json<PasswordChange>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     let (email, stored): (String, String) = sqlx::query_as("SELECT email, password_hash FROM accounts WHERE id = $1")
         .bind(caller.account)
         .fetch_one(&state.pool)
         .await?;
-    if !passwords::verify(body.current_password, Some(stored)).await {
-        return Err(invalid("current_password", "is wrong"));
+    let network = attempts::client_network(&state, client.as_deref());
+    if !attempts::verify(&state, &email.to_lowercase(), &network, body.current_password, Some(stored)).await? {
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password", "current_password: is wrong").into()
+        );
     }
-    if let Some(why) = passwords::policy_violation(&body.new_password, &email) {
-        return Err(invalid("new_password", &why));
+    if let Some(refused) = passwords::refusal("new_password", &body.new_password, &email) {
+        return Err(refused.into());
     }
-    let hash = passwords::hash(body.new_password).await;
+    let hash = state.hasher.hash(body.new_password).await?;
+    let mut transaction = state.pool.begin().await?;
     sqlx::query("UPDATE accounts SET password_hash = $2, updated_at = now() WHERE id = $1")
         .bind(caller.account)
         .bind(hash)
-        .execute(&state.pool)
+        .execute(&mut *transaction)
         .await?;
-    let keep = match &caller.credential {
+    // Every credential made with the old password dies with it; the caller's own session is
+    // replaced by a new one, so a copy of its cookie stops working too.
+    let current = match &caller.credential {
         Credential::Session(token) => Some(token.as_str()),
         Credential::Token(_) => None,
     };
-    sessions::delete_others(&state.pool, caller.account, keep).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let sessions = sessions::delete_all(&mut transaction, caller.account).await?;
+    let tokens = super::api_tokens::revoke_all(&mut transaction, caller.account).await?;
+    let new_session = match current {
+        Some(_) => {
+            Some(sessions::create(&mut *transaction, caller.account, state.config.sessions.absolute_timeout).await?)
+        }
+        None => None,
+    };
+    transaction.commit().await?;
+    let revoked =
+        Revoked { sessions_revoked: sessions.saturating_sub(u64::from(current.is_some())), tokens_revoked: tokens };
+    let mut response = axum::Json(revoked).into_response();
+    if let Some(token) = new_session {
+        response.headers_mut().insert(header::SET_COOKIE, sessions::set_cookie(&state.config, &token));
+    }
+    Ok(response)
 }

@@ -1,18 +1,22 @@
-//! API tokens: created from a signed-in browser session, shown once, stored hashed, named, listable,
-//! revocable, optionally expiring; sent as `Authorization: Bearer ss_…`.
+//! API tokens: created from a signed-in browser session with the password entered again, shown
+//! once, stored hashed, named, listable, revocable, always expiring (`API_TOKEN_DEFAULT_DAYS` unless
+//! the creator says otherwise), at most `API_TOKENS_PER_ACCOUNT` live per account, all revoked by a
+//! password change; sent as `Authorization: Bearer ss_…`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::attempts::{self, Refusal};
 use super::{Caller, Credential, tokens};
 use crate::http::errors::ApiError;
 use crate::http::extract::{Json, invalid};
+use crate::http::proxy::Client;
 use crate::state::AppState;
 
 const PREFIX: &str = "ss_";
@@ -21,8 +25,18 @@ const MAX_DAYS: u32 = 365;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// 1–100 characters, not all spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    /// Days until the token stops working (1–365); without it, it works until revoked.
+    /// The account's password, entered again: a stolen session alone cannot mint lasting credentials.
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
+    pub password: String,
+    /// Days until the token stops working (1–365); without it, the service's default (90 days).
+    #[schema(minimum = 1, maximum = 365)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -60,26 +74,54 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Caller>, 
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = 403, description = "tokens are created from a session"), (status = 422)),
+    responses((status = 201, body = CreatedToken), (status = 403, description = "`session_required`: tokens are created from a session"),
+        (status = 409, description = "`too_many_tokens`: the account holds the most live tokens allowed"),
+        (status = 422, description = "`wrong_password`: `password` is wrong; or a field is invalid"), (status = 429),
+        (status = 503, description = "`busy` (retry after `Retry-After`), or `unavailable`: attempts cannot be counted")),
     security(("session" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    client: Option<axum::Extension<Client>>,
     Json(body): Json<NewToken>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     if !matches!(caller.credential, Credential::Session(_)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "session_required",
-            "API tokens are created from a signed-in session",
-        ));
+        let forbidden =
+            ApiError::new(StatusCode::FORBIDDEN, "session_required", "API tokens are created from a signed-in session");
+        return Err(forbidden.into());
     }
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters"));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(invalid("name", "must be 1 to 100 characters, without control characters").into());
     }
-    if body.expires_in_days.is_some_and(|days| days == 0 || days > MAX_DAYS) {
-        return Err(invalid("expires_in_days", "must be between 1 and 365"));
+    let days = body.expires_in_days.unwrap_or(state.config.api_tokens.default_days);
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(invalid("expires_in_days", "must be between 1 and 365").into());
+    }
+    let (email, stored): (String, String) = sqlx::query_as("SELECT email, password_hash FROM accounts WHERE id = $1")
+        .bind(caller.account)
+        .fetch_one(&state.pool)
+        .await?;
+    let network = attempts::client_network(&state, client.as_deref());
+    if !attempts::verify(&state, &email.to_lowercase(), &network, body.password, Some(stored)).await? {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password", "password: is wrong").into());
+    }
+    let mut transaction = state.pool.begin().await?;
+    // The account row's lock makes the count and the insert one step for concurrent creations.
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(caller.account)
+        .execute(&mut *transaction)
+        .await?;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_tokens WHERE account_id = $1 AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(caller.account)
+    .fetch_one(&mut *transaction)
+    .await?;
+    let max = state.config.api_tokens.max_per_account;
+    if live >= i64::from(max) {
+        let message = format!("an account holds at most {max} live API tokens; revoke one first");
+        return Err(ApiError::new(StatusCode::CONFLICT, "too_many_tokens", message).into());
     }
     let token = tokens::generate(PREFIX);
     let info: TokenInfo = sqlx::query_as(
@@ -91,10 +133,23 @@ pub async fn create(
     .bind(caller.account)
     .bind(name)
     .bind(tokens::digest(&token))
-    .bind(body.expires_in_days.map(|days| i32::try_from(days).unwrap_or(i32::MAX)))
-    .fetch_one(&state.pool)
+    .bind(i32::try_from(days).unwrap_or(i32::MAX))
+    .fetch_one(&mut *transaction)
     .await?;
+    transaction.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(CreatedToken { info, token })).into_response())
+}
+
+/// Revokes every token of `account` (after a password change); how many there were.
+pub async fn revoke_all(connection: &mut PgConnection, account: Uuid) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM api_tokens WHERE account_id = $1").bind(account).execute(connection).await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes expired tokens; how many.
+pub async fn delete_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= now()").execute(pool).await?;
+    Ok(deleted.rows_affected())
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenInfo])),

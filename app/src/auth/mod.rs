@@ -1,11 +1,13 @@
 //! Who is calling. Every route passes `require` unless it is in `PUBLIC` (default deny): a bearer API
-//! token or a session cookie, resolved to a `Caller`; responses to authenticated requests are
-//! `Cache-Control: no-store`, and each caller's API rate limit is applied here.
+//! token or a session cookie, resolved to a `Caller`; every API response (sign-up and login
+//! included) is `Cache-Control: no-store`, and each caller's API rate limit is applied here.
 
 pub mod accounts;
 pub mod api_tokens;
+pub mod attempts;
 pub mod passwords;
 pub mod sessions;
+pub mod sweep;
 pub mod tokens;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -16,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use crate::http::errors::ApiError;
-use crate::ratelimit;
+use crate::ratelimit::{self, Policy};
 use crate::state::AppState;
 
 /// The only routes that answer without credentials.
@@ -79,12 +81,22 @@ async fn identify(state: &AppState, parts: &axum::http::HeaderMap) -> Result<Opt
 }
 
 /// Inside the router: lets public routes through, and everything else only with credentials.
-pub async fn require(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn require(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
-    if is_public(request.method(), &route) {
-        return next.run(request).await;
+    let mut response = if is_public(request.method(), &route) {
+        next.run(request).await
+    } else {
+        authenticated(&state, request, next).await
+    };
+    if route.starts_with("/api/") {
+        // Personal data and credentials must not linger in shared or browser caches.
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let caller = match identify(&state, request.headers()).await {
+    response
+}
+
+async fn authenticated(state: &AppState, mut request: Request, next: Next) -> Response {
+    let caller = match identify(state, request.headers()).await {
         Ok(Some(caller)) => caller,
         Ok(None) => return unauthorized().into_response(),
         Err(error) => {
@@ -97,14 +109,12 @@ pub async fn require(State(state): State<AppState>, mut request: Request, next: 
         Credential::Session(_) => format!("account:{}", caller.account),
         Credential::Token(id) => format!("token:{id}"),
     };
-    let decision = state.limiter.hit_or_allow("api", &subject, state.config.rate_limits.api_per_caller).await;
+    let decision = state.limiter.hit_or_allow(Policy::Api, &subject, state.config.rate_limits.api_per_caller).await;
     if !decision.allowed {
         return ratelimit::too_many(&decision);
     }
     request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
-    // Personal data must not linger in shared or browser caches.
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     ratelimit::annotate(&mut response, &decision);
     response
 }

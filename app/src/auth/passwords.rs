@@ -1,16 +1,27 @@
-//! Passwords: argon2id (m = 19 MiB, t = 2, p = 1, OWASP's minimum), hashed on the blocking pool so the
-//! async workers keep serving; a policy (length bounds, a bundled list of common passwords); and a
-//! dummy hash so that an unknown account costs as much time as a wrong password.
+//! Passwords: argon2id (m = 19 MiB, t = 2, p = 1, OWASP's minimum) on the blocking pool, under a
+//! budget: each hash holds 19 MiB while it runs, so at most `PASSWORD_HASH_CONCURRENCY` run at once
+//! and `PASSWORD_HASH_QUEUE` more wait; past that the caller gets `Busy` (a fast 503), never
+//! unbounded memory. A dummy hash makes an unknown account cost what a wrong password costs, through
+//! the same budget. New passwords are judged by zxcvbn (a strength estimator with the common and
+//! breached password lists, names and words built in).
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::config::PasswordHashing;
+use crate::http::errors::ApiError;
+use crate::http::extract::invalid;
 
 pub const MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 128;
-
-const COMMON: &str = include_str!("common_passwords.txt");
+/// zxcvbn's "safely unguessable" (about 10^10 guesses): offline attacks on a stolen hash stay slow.
+const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).expect("OWASP's argon2id parameters are valid");
@@ -31,40 +42,92 @@ fn verify_now(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
-/// Hashes on the blocking pool.
-pub async fn hash(password: String) -> String {
-    tokio::task::spawn_blocking(move || hash_now(&password)).await.expect("hashing does not panic")
+/// Every hashing slot is taken and the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl IntoResponse for Busy {
+    fn into_response(self) -> Response {
+        let mut response =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many sign-ins at once; retry in a second")
+                .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
 }
 
-/// Verifies on the blocking pool; with no stored hash (unknown account) it checks the dummy hash and
-/// fails, taking the same time.
-pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || match stored {
-        Some(hash) => verify_now(&password, &hash),
-        None => {
-            let _ = verify_now(&password, &DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .expect("verifying does not panic")
+/// The hashing budget, shared by every request of the process.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    queue: usize,
 }
 
-/// Why a new password is refused, in words fit for the client.
-pub fn policy_violation(password: &str, email: &str) -> Option<String> {
+/// One place in the queue, given back however the wait ends (a client that hangs up included).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Hasher {
+    pub fn new(config: PasswordHashing) -> Self {
+        Self { slots: Arc::new(Semaphore::new(config.concurrency)), waiting: Arc::default(), queue: config.queue }
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(Busy);
+                }
+                let _waiting = Waiting(&self.waiting);
+                Arc::clone(&self.slots).acquire_owned().await.expect("the semaphore is never closed")
+            }
+        };
+        // The slot goes with the work: it is freed when the hash ends, even if the request is gone.
+        let done = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        });
+        Ok(done.await.expect("hashing does not panic"))
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, Busy> {
+        self.run(move || hash_now(&password)).await
+    }
+
+    /// With no stored hash (unknown account) it checks the dummy hash and fails, after the same work.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, Busy> {
+        self.run(move || match stored {
+            Some(hash) => verify_now(&password, &hash),
+            None => {
+                let _ = verify_now(&password, &DUMMY_HASH);
+                false
+            }
+        })
+        .await
+    }
+}
+
+/// Why a new password in `field` is refused: out of bounds (`invalid_field`), or easy to guess
+/// (`weak_password`, which no schema can express).
+pub fn refusal(field: &str, password: &str, email: &str) -> Option<ApiError> {
     let length = password.chars().count();
-    if length < MIN_LEN {
-        return Some(format!("password must be at least {MIN_LEN} characters"));
+    if !(MIN_LEN..=MAX_LEN).contains(&length) {
+        return Some(invalid(field, &format!("must be {MIN_LEN} to {MAX_LEN} characters")));
     }
-    if length > MAX_LEN {
-        return Some(format!("password must be at most {MAX_LEN} characters"));
-    }
-    let lower = password.to_lowercase();
-    if COMMON.lines().any(|common| common.eq_ignore_ascii_case(&lower)) {
-        return Some("password is too common; choose another".to_owned());
-    }
-    if lower == email.to_lowercase() {
-        return Some("password must not be the email address".to_owned());
+    let local_part = email.split('@').next().unwrap_or_default();
+    let estimate = zxcvbn::zxcvbn(password, &[email, local_part]);
+    if estimate.score() < MIN_SCORE {
+        let why = estimate.feedback().and_then(|feedback| feedback.warning()).map(|warning| format!(" ({warning})"));
+        let message = format!("{field}: too easy to guess{}; choose another", why.unwrap_or_default());
+        return Some(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message));
     }
     None
 }
@@ -83,12 +146,42 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_bounds_length_and_refuses_common_passwords() {
-        assert!(policy_violation("short", "a@b.c").is_some_and(|why| why.contains("at least 12")));
-        assert!(policy_violation(&"x".repeat(129), "a@b.c").is_some_and(|why| why.contains("at most 128")));
-        assert!(policy_violation("Password123!", "a@b.c").is_some_and(|why| why.contains("common")));
-        assert!(policy_violation("CorrectHorseBatteryStaple", "a@b.c").is_some_and(|why| why.contains("common")));
-        assert!(policy_violation("someone@example.com", "someone@example.com").is_some());
-        assert_eq!(policy_violation("plum kettle orbit 7", "a@b.c"), None);
+    fn the_policy_bounds_length_and_refuses_guessable_passwords() {
+        let code = |password: &str, email: &str| refusal("password", password, email).map(|error| error.code);
+        assert_eq!(code("short", "a@b.c"), Some("invalid_field"));
+        assert_eq!(code(&"x".repeat(129), "a@b.c"), Some("invalid_field"));
+        for weak in ["password1234", "aaaaaaaaaaaa", "qwertyuiopasdf", "Password123!", "iloveyou2024"] {
+            assert_eq!(code(weak, "a@b.c"), Some("weak_password"), "{weak} accepted");
+        }
+        assert_eq!(code("someone.somewhere@example.com", "someone.somewhere@example.com"), Some("weak_password"));
+        assert_eq!(code("plum kettle orbit 7", "a@b.c"), None);
+        let message = refusal("new_password", "aaaaaaaaaaaa", "a@b.c").expect("refused").message;
+        assert!(message.starts_with("new_password: too easy to guess ("), "{message}");
+    }
+
+    #[tokio::test]
+    async fn past_the_slots_and_the_queue_callers_are_turned_away_at_once() {
+        let hasher = Hasher::new(PasswordHashing { concurrency: 1, queue: 1 });
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let holding = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.run(move || hold.recv().is_ok()).await })
+        };
+        while hasher.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let queued = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.run(|| true).await })
+        };
+        while hasher.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hasher.run(|| true).await, Err(Busy), "the queue holds one");
+        release.send(()).expect("the holder waits");
+        assert_eq!(holding.await.expect("joins"), Ok(true));
+        assert_eq!(queued.await.expect("joins"), Ok(true), "the queued caller ran");
+        assert_eq!(hasher.waiting.load(Ordering::SeqCst), 0);
+        assert!(hasher.verify("x".to_owned(), None).await.is_ok_and(|ok| !ok), "unknown accounts fail");
     }
 }

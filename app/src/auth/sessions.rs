@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::tokens;
@@ -49,7 +49,11 @@ pub fn clear_cookie(config: &Config) -> HeaderValue {
 }
 
 /// Starts a session for `account`; returns the token for the cookie.
-pub async fn create(pool: &PgPool, account: Uuid, absolute_timeout: Duration) -> Result<String, sqlx::Error> {
+pub async fn create(
+    executor: impl PgExecutor<'_>,
+    account: Uuid,
+    absolute_timeout: Duration,
+) -> Result<String, sqlx::Error> {
     let token = tokens::generate("");
     sqlx::query(
         "INSERT INTO sessions (token_hash, account_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))",
@@ -57,7 +61,7 @@ pub async fn create(pool: &PgPool, account: Uuid, absolute_timeout: Duration) ->
     .bind(tokens::digest(&token))
     .bind(account)
     .bind(absolute_timeout.as_secs_f64())
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(token)
 }
@@ -80,12 +84,19 @@ pub async fn delete(pool: &PgPool, token: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Ends every session of `account` but the one holding `keep` (after a password change).
-pub async fn delete_others(pool: &PgPool, account: Uuid, keep: Option<&str>) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash IS DISTINCT FROM $2")
-        .bind(account)
-        .bind(keep.map(tokens::digest))
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Ends every session of `account` (after a password change); how many there were.
+pub async fn delete_all(connection: &mut PgConnection, account: Uuid) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM sessions WHERE account_id = $1").bind(account).execute(connection).await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes sessions past their absolute or idle timeout; how many.
+pub async fn delete_expired(pool: &PgPool, idle_timeout: Duration) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query(
+        "DELETE FROM sessions WHERE expires_at <= now() OR last_seen_at <= now() - make_interval(secs => $1)",
+    )
+    .bind(idle_timeout.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
 }

@@ -1,10 +1,12 @@
 //! Request-body extraction with the one error shape: a wrong content type is 415, malformed JSON is
-//! 400, a missing or mistyped field is 422 naming it, an oversized body is 413.
+//! 400, a missing or mistyped field is 422 naming it, an oversized body is 413, and text with a NUL
+//! character (which PostgreSQL cannot store) is 422 naming the field.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::errors::ApiError;
 
@@ -16,11 +18,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(rejected(&rejection)),
+        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await.map_err(|r| rejected(&r))?;
+        if let Some(field) = nul_in(&value) {
+            return Err(invalid(if field.is_empty() { "body" } else { &field }, "must not contain NUL characters"));
         }
+        let bytes = serde_json::to_vec(&value).expect("a JSON value serializes");
+        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| Self(value)).map_err(|r| rejected(&r))
     }
+}
+
+/// The path (`title`, `items[2]`) of the first string or key holding U+0000.
+fn nul_in(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => text.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_in(item).map(|inner| format!("[{index}]{}", join(&inner)))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(key.replace('\0', "\\u0000"));
+            }
+            nul_in(item).map(|inner| format!("{key}{}", join(&inner)))
+        }),
+        _ => None,
+    }
+}
+
+fn join(inner: &str) -> String {
+    if inner.is_empty() || inner.starts_with('[') { inner.to_owned() } else { format!(".{inner}") }
 }
 
 fn rejected(rejection: &JsonRejection) -> ApiError {
@@ -49,4 +75,19 @@ fn rejected(rejection: &JsonRejection) -> ApiError {
 /// A 422 for a field that parsed but is not acceptable.
 pub fn invalid(field: &str, why: &str) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_found_with_their_path() {
+        assert_eq!(nul_in(&json!({ "title": "fine", "body": "a\u{0}b" })).as_deref(), Some("body"));
+        assert_eq!(nul_in(&json!({ "a": { "b": ["x", "\u{0}"] } })).as_deref(), Some("a.b[1]"));
+        assert_eq!(nul_in(&json!("\u{0}")).as_deref(), Some(""));
+        assert_eq!(nul_in(&json!({ "title": "tab\tand\nnewline", "n": 1 })), None);
+    }
 }

@@ -1,6 +1,8 @@
 //! Who is asking, and how: the client's IP, whether the request came over HTTPS, and the host it
 //! named. `X-Forwarded-For/-Proto/-Host` count only when the peer is in `TRUSTED_PROXIES`; the
-//! client is the right-most untrusted hop of `X-Forwarded-For`.
+//! client is the right-most untrusted hop of `X-Forwarded-For`. Addresses are compared in canonical
+//! form: an IPv4-mapped IPv6 peer (`::ffff:127.0.0.1`, what a dual-stack socket reports) is the IPv4
+//! address it carries.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -36,6 +38,7 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .or_else(|| uri.authority().map(|authority| authority.to_string()));
+    let peer = peer.map(|peer| peer.to_canonical());
     let Some(peer) = peer.filter(|peer| trusted(*peer, proxies)) else {
         return Client { ip: peer, https: false, host: direct_host };
     };
@@ -48,7 +51,7 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[
         .collect();
     let mut ip = peer;
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(|hop| hop.to_canonical()) {
             Ok(hop) if trusted(hop, proxies) => ip = hop,
             Ok(hop) => {
                 ip = hop;
@@ -129,6 +132,14 @@ mod tests {
     fn garbage_in_the_chain_stops_the_walk() {
         let h = headers(&[("x-forwarded-for", "198.51.100.7, not-an-ip, 10.1.1.1")]);
         assert_eq!(resolve(ip("10.0.0.2"), &h, &Uri::from_static("/"), &proxies()).ip, ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_selves() {
+        let h = headers(&[("x-forwarded-for", "::ffff:198.51.100.7, ::ffff:10.1.1.1")]);
+        let client = resolve(ip("::ffff:10.0.0.2"), &h, &Uri::from_static("/"), &proxies());
+        assert_eq!(client.ip, ip("198.51.100.7"), "a mapped peer matches an IPv4 proxy network");
+        assert_eq!(resolve(ip("::ffff:203.0.113.9"), &h, &Uri::from_static("/"), &proxies()).ip, ip("203.0.113.9"));
     }
 
     #[test]

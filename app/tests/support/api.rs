@@ -71,9 +71,10 @@ pub async fn signed_in(router: &Router, tag: &str) -> (String, Auth) {
     (email, Auth::Cookie(session_cookie(&reply)))
 }
 
-/// An API token made from `session`.
+/// An API token made from `session` (whose password is `PASSWORD`).
 pub async fn token(router: &Router, session: &Auth) -> String {
-    let reply = call(router, Method::POST, "/api/v1/tokens", Some(json!({ "name": "ci" })), session).await;
+    let body = json!({ "name": "ci", "password": PASSWORD });
+    let reply = call(router, Method::POST, "/api/v1/tokens", Some(body), session).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.json()["token"].as_str().expect("token").to_owned()
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod api;
+pub mod process;
 pub mod service;
 
 use std::str::FromStr;
@@ -54,6 +55,14 @@ impl TestDb {
         migrator.set_locking(false);
         migrator.run(&pool).await.expect("migrating the test schema");
         Self { pool, schema, _keeper: keeper, url }
+    }
+}
+
+impl TestDb {
+    /// A `DATABASE_URL` whose connections use this test's schema (for a spawned `app`).
+    pub fn url_for_schema(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.schema)
     }
 }
 

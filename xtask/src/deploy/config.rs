@@ -13,7 +13,7 @@ use super::layout::{Layout, Slot};
 use crate::process;
 
 /// The `DEPLOY_*` keys deploy.env may set, with their defaults.
-const SETTINGS: [(&str, &str); 7] = [
+const SETTINGS: [(&str, &str); 8] = [
     ("DEPLOY_BLUE_METRICS_ADDR", "127.0.0.1:9001"),
     ("DEPLOY_GREEN_METRICS_ADDR", "127.0.0.1:9002"),
     ("DEPLOY_KEEP_RELEASES", "5"),
@@ -22,6 +22,8 @@ const SETTINGS: [(&str, &str); 7] = [
     ("DEPLOY_STOP_TIMEOUT", "60"),
     // Empty: the deploy starts the slots as processes; `shipshape@`: as instances of that systemd unit.
     ("DEPLOY_SYSTEMD_UNIT", ""),
+    // Backups up to this size are restored into a scratch database before MIGRATE, to prove them.
+    ("DEPLOY_VERIFY_BACKUP_MAX", super::restorable::DEFAULT_MAX),
 ];
 
 /// A socket path longer than this does not fit in `sockaddr_un` (108 bytes with its terminator).
@@ -39,6 +41,8 @@ pub(crate) struct HostConfig {
     pub(crate) stop_timeout: Duration,
     /// The systemd template unit the slots run as (`shipshape@`), if any.
     pub(crate) systemd_unit: Option<String>,
+    /// Bytes: a bigger pre-migration backup is not restored to prove it.
+    pub(crate) verify_backup_max: u64,
 }
 
 impl HostConfig {
@@ -94,6 +98,9 @@ impl HostConfig {
             verify_window: seconds("DEPLOY_VERIFY_SECONDS")?,
             stop_timeout: seconds("DEPLOY_STOP_TIMEOUT")?,
             systemd_unit: Some(get("DEPLOY_SYSTEMD_UNIT")).filter(|unit| !unit.is_empty()),
+            verify_backup_max: super::restorable::parse_size(&get("DEPLOY_VERIFY_BACKUP_MAX")).with_context(|| {
+                format!("{file}: DEPLOY_VERIFY_BACKUP_MAX is not a size (bytes, or e.g. 512MiB, 1GiB)")
+            })?,
         };
         let longest = layout.socket(Slot::Green);
         if longest.as_str().len() > MAX_SOCKET_PATH {

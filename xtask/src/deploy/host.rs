@@ -144,6 +144,7 @@ impl Target for Host {
                 let file = backup::create(&url, &dir)?;
                 backup::rotate(&dir, self.config()?.keep_releases, Duration::from_secs(30 * 86_400))?;
                 println!("deploy: backed up to {file} before {} migration(s)", self.pending);
+                super::restorable::prove(&url, &file, self.config()?.verify_backup_max)?;
             }
             State::Migrate => {
                 if self.pending == 0 {

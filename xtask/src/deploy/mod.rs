@@ -13,6 +13,7 @@ mod machine;
 mod platform;
 mod records;
 mod remote;
+mod restorable;
 mod slots;
 mod state;
 mod status;

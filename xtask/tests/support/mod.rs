@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test crate uses its own part
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The output of one xtask run.
@@ -43,6 +43,21 @@ pub(crate) fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// A scratch workspace's xtask: the outer (coverage) build's settings and GitHub's must not leak into it.
+pub(crate) fn without_outer_build(command: &mut Command) {
+    for var in [
+        "GITHUB_ACTIONS",
+        "GITHUB_STEP_SUMMARY",
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        command.env_remove(var);
+    }
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
@@ -54,5 +69,42 @@ pub(crate) fn app_binary() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         assert!(Command::new(cargo).args(["build", "--package", "app"]).status().expect("cargo runs").success());
     }
+    path
+}
+
+/// A release with one migration more than the service, numbered `version` (far in the future, unknown
+/// to `app`): the real binary, whose `migrate --pending` also lists the migration while the database
+/// lacks it, and whose `migrate` applies it (the column `column` added to notes) and records it in
+/// `_sqlx_migrations` as sqlx does. `serve` is `serve_script`, or the service.
+pub(crate) fn release_with_a_migration(
+    dir: &Path,
+    name: &str,
+    version: u64,
+    column: &str,
+    serve_script: &str,
+) -> PathBuf {
+    let path = dir.join(name);
+    let app = app_binary();
+    let app = app.display();
+    let applied = format!("SELECT 1 FROM _sqlx_migrations WHERE version = {version}");
+    let migration = format!(
+        "BEGIN; ALTER TABLE notes ADD COLUMN IF NOT EXISTS {column} boolean; \
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ({version}, 'notes {column}', true, '\\x00', 1); COMMIT"
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nset -e\ncase \"$1 $2\" in\n\
+             'migrate --pending') {app} migrate --pending\n  \
+               psql --no-psqlrc -Atc \"{applied}\" \"$DATABASE_URL\" | grep -q 1 || echo '{version} notes {column}' ;;\n\
+             'migrate ') {app} migrate\n  psql --no-psqlrc -v ON_ERROR_STOP=1 -qc \"{migration}\" \"$DATABASE_URL\" ;;\n\
+             'serve ') {serve}\n;;\n\
+             *) exec {app} \"$@\" ;;\nesac\n",
+            serve = if serve_script.is_empty() { format!("exec {app} serve") } else { serve_script.to_owned() },
+        ),
+    )
+    .expect("write");
+    assert!(Command::new("chmod").arg("+x").arg(&path).status().expect("chmod").success());
     path
 }
