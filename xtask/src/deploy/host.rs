@@ -41,7 +41,7 @@ pub(crate) fn deploy(layout: &Layout, shipment: Shipment, origin: Origin, outcom
         process: None,
         pending: 0,
         phase: Arc::new(AtomicU8::new(STARTED)),
-        _candidate_guard: None,
+        candidate_guard: None,
     };
     machine.deploy(&mut host)
 }
@@ -62,7 +62,7 @@ struct Host {
     process: Option<Identity>,
     pending: usize,
     phase: Arc<AtomicU8>,
-    _candidate_guard: Option<cleanup::Guard>,
+    candidate_guard: Option<cleanup::Guard>,
 }
 
 impl Host {
@@ -83,7 +83,7 @@ impl Host {
     fn guard_candidate(&mut self) -> Result<()> {
         let (config, candidate, phase) = (self.config()?.clone(), self.candidate, Arc::clone(&self.phase));
         let old = self.before.as_ref().map(|before| before.active);
-        self._candidate_guard = Some(cleanup::register(move || match phase.load(Ordering::SeqCst) {
+        self.candidate_guard = Some(cleanup::register(move || match phase.load(Ordering::SeqCst) {
             KEPT => {}
             SWITCHING => {
                 if let Some(old) = old
@@ -256,6 +256,10 @@ impl Target for Host {
         record.stopped_in = Some(journal.state);
         record.serving = serving;
         Ok(record)
+    }
+
+    fn settle(&mut self) {
+        self.candidate_guard = None;
     }
 
     fn describe(&self, record: &mut Record) {

@@ -47,6 +47,9 @@ pub(crate) trait Target {
     /// Under the lock, before anything else: a deploy that died left `journal`; make things consistent.
     fn recover(&mut self, journal: &Journal) -> Result<Record>;
 
+    /// Last, still under the lock: let go of what the deploy held (an unverified candidate stops).
+    fn settle(&mut self) {}
+
     /// This target's part of every record of the deploy (previous release, slot, image).
     fn describe(&self, record: &mut Record);
 
@@ -62,6 +65,8 @@ pub(crate) struct Machine {
     outcome: Outcome,
     /// Written once the deploy holds the lock.
     journal: Option<Journal>,
+    /// Held until the machine is dropped: an undo after a failure runs under it too.
+    lock: Option<lock::Lock>,
     durations: BTreeMap<State, f64>,
     current: State,
 }
@@ -74,17 +79,21 @@ impl Machine {
             origin,
             outcome,
             journal: None,
+            lock: None,
             durations: BTreeMap::new(),
             current: State::Preflight,
         }
     }
 
     /// Walks `target` through every state; a failure is undone as far as the target can, and recorded.
+    /// The lock is held until the target has let go of everything (an unverified candidate stopped).
     pub(crate) fn deploy<T: Target>(mut self, target: &mut T) -> Result<()> {
-        let result = self.walk(target);
-        let Err(error) = result else {
-            return Ok(());
-        };
+        let result = self.walk(target).or_else(|error| self.fail(target, error));
+        target.settle();
+        result
+    }
+
+    fn fail<T: Target>(&self, target: &mut T, error: anyhow::Error) -> Result<()> {
         let Some(journal) = &self.journal else {
             return Err(error);
         };
@@ -115,10 +124,7 @@ impl Machine {
         };
         self.current = State::Lock;
         let started = Instant::now();
-        let (_lock, locked) = match self.lock(target, &holder) {
-            Ok(lock) => (Some(lock), Ok(())),
-            Err(error) => (None, Err(error)),
-        };
+        let locked = self.lock(target, &holder).map(|lock| self.lock = Some(lock));
         self.report(State::Lock, started, locked)?;
         let journal = Journal {
             target: T::KIND,

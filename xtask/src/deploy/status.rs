@@ -4,6 +4,7 @@
 
 use anyhow::{Result, bail};
 
+use super::config::HostConfig;
 use super::layout::{Layout, Slot};
 use super::records::{self, Kind};
 use super::{live, lock, slots};
@@ -82,7 +83,8 @@ pub(crate) fn host(layout: &Layout) -> Result<()> {
             "the live release {} in the {} slot does not answer /readyz: `cargo xtask rollback` puts the previous release back, see {} for why",
             state.release,
             live_slot.name(),
-            layout.log(live_slot)
+            HostConfig::load(layout)
+                .map_or_else(|_| layout.log(live_slot).to_string(), |config| slots::logs(&config, live_slot))
         );
     }
     println!("live: {} answers ready in the {} slot", state.release, live_slot.name());
