@@ -31,7 +31,7 @@ pub(crate) fn connect(name: &str, url: &str) -> Result<Command> {
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
-    command.env_remove("PGPASSFILE").arg("--dbname").arg(url);
+    command.arg("--dbname").arg(url);
     Ok(command)
 }
 
