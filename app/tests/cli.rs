@@ -29,6 +29,7 @@ fn production(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'st
         ("SECRET_KEY", GOOD_KEY),
         ("ALLOWED_HOSTS", "app.example.com"),
         ("SECURE_HSTS_PRELOAD", "true"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8"),
     ];
     vars.extend_from_slice(extra);
     vars
@@ -86,7 +87,7 @@ fn serve_refuses_an_unsafe_production_configuration_naming_every_problem() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("refusing to start in production"), "{stderr}");
-    for id in ["security.W009", "security.W020", "security.W021"] {
+    for id in ["security.W009", "security.W020", "security.W021", "proxy.W001"] {
         assert!(stderr.contains(id), "{id} missing:\n{stderr}");
     }
 }

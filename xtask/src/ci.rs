@@ -5,7 +5,8 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use crate::cli::CiArgs;
-use crate::report::{Outcome, Report, StepResult};
+use crate::preflight;
+use crate::report::{self, Outcome, Report, StepResult};
 use crate::steps::{Context, STEPS, Step};
 
 /// The steps `--only` / `--skip` leave, in pipeline order.
@@ -19,10 +20,12 @@ fn select<'a>(steps: &'a [Step], args: &CiArgs) -> Vec<&'a Step> {
 
 pub(crate) fn run(args: &CiArgs) -> Result<()> {
     let selected = select(STEPS, args);
+    preflight::run(&preflight::unique(selected.iter().flat_map(|step| step.tools)), args.install)?;
     let mut ctx = Context::new(Report::new())?;
     ctx.base.clone_from(&args.base);
     let mut results = Vec::with_capacity(selected.len());
-    let mut failed: Vec<&Step> = Vec::new();
+    // Each failed step with the hint that fits its failure.
+    let mut failed: Vec<(&str, String)> = Vec::new();
     for step in &selected {
         if !failed.is_empty() && !args.keep_going {
             results.push(StepResult { name: step.name, outcome: Outcome::NotRun, elapsed: Default::default() });
@@ -36,25 +39,26 @@ pub(crate) fn run(args: &CiArgs) -> Result<()> {
             outcome: if outcome.is_ok() { Outcome::Passed } else { Outcome::Failed },
             elapsed: started.elapsed(),
         };
-        ctx.report.finish(&result, outcome.as_ref().err().map(|error| (error, step.hint)));
-        if outcome.is_err() {
-            failed.push(step);
+        let hint = outcome.as_ref().err().map(|error| report::hint(error, step.hint));
+        ctx.report.finish(&result, outcome.as_ref().err().zip(hint));
+        if let Some(hint) = hint {
+            failed.push((step.name, hint.to_owned()));
         }
         results.push(result);
     }
     // Stop the database before the summary so nothing outlives a failure in writing it.
     drop(ctx.database.take());
     drop(ctx.redis.take());
-    ctx.report.summary(&results, ctx.coverage)?;
+    ctx.report.summary(&results, ctx.coverage, &ctx.slowest)?;
     // Last, in the plain form any CI log reader understands.
     if let Some(tests) = ctx.tests {
         println!("tests: {} passed, {} failed", tests.passed, tests.failed);
     }
     match failed.as_slice() {
         [] => Ok(()),
-        [step] => bail!("ci failed at step `{}`: {}", step.name, step.hint),
+        [(name, hint)] => bail!("ci failed at step `{name}`: {hint}"),
         steps => {
-            let lines: Vec<String> = steps.iter().map(|step| format!("  {}: {}", step.name, step.hint)).collect();
+            let lines: Vec<String> = steps.iter().map(|(name, hint)| format!("  {name}: {hint}")).collect();
             bail!("ci failed at {} steps:\n{}", steps.len(), lines.join("\n"))
         }
     }

@@ -5,6 +5,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::backup::BackupArgs;
 use crate::deploy::{DeployArgs, RootArg};
+use crate::preflight::InstallArgs;
 use crate::restore::RestoreArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
@@ -19,11 +20,13 @@ struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run the service locally: a throwaway PostgreSQL, migrations, `app serve`; Ctrl-C stops all.
-    Dev,
+    Dev(InstallArgs),
     /// Run the CI pipeline (the steps below), exactly as GitHub Actions does.
     Ci(CiArgs),
     /// Run the tests (no coverage) against a throwaway PostgreSQL; arguments go to the test runner.
     Test {
+        #[command(flatten)]
+        install: InstallArgs,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -47,7 +50,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "REF")]
         base: Option<String>,
     },
-    /// Install the tools the pipeline needs, pinned: cargo tools and squawk (skipping those already installed).
+    /// Install every prerequisite of the pipeline that is missing: pinned cargo and PyPI tools, system
+    /// packages (through sudo when not root). `ci`, `test` and `dev` do this themselves for what they need.
     Setup,
     /// Ship the service through the deploy state machine (`--target host|kubernetes|fly`); also status, lock, unlock.
     Deploy(DeployArgs),
@@ -78,6 +82,8 @@ pub(crate) struct CiArgs {
     /// MIGRATIONS_BASE, else the merge-base with main, or HEAD~1 on main.
     #[arg(long, value_name = "REF")]
     pub(crate) base: Option<String>,
+    #[command(flatten)]
+    pub(crate) install: InstallArgs,
 }
 
 fn step_names() -> clap::builder::PossibleValuesParser {
@@ -121,6 +127,18 @@ mod tests {
     fn unknown_step_is_refused() {
         let result = Cli::try_parse_from(["xtask", "ci", "--only", "lint"]);
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn installing_can_be_turned_off_for_ci_test_and_dev() {
+        for args in [
+            &["xtask", "ci", "--no-install"][..],
+            &["xtask", "test", "--no-install", "health"],
+            &["xtask", "dev", "--no-install"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["xtask", "ci", "--no-install", "--install-system"]).is_err());
     }
 
     #[test]

@@ -7,12 +7,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::preflight::{self, InstallArgs};
+use crate::tools::{self, Tool};
 use crate::{cleanup, postgres, project};
 
 /// How long the service gets to shut down on Ctrl-C before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) fn run() -> Result<()> {
+pub(crate) fn run(install: InstallArgs) -> Result<()> {
+    // The C toolchain builds the service; the database may come from elsewhere.
+    let needs: Vec<&Tool> = std::iter::once(&tools::C_TOOLCHAIN).chain(postgres::needs()).collect();
+    preflight::run(&needs, install)?;
     let database = postgres::provide()?;
     duct::cmd(project::cargo(), ["build", "--package", "app"])
         .dir(project::root())

@@ -30,6 +30,8 @@ pub(crate) fn stream(expression: &duct::Expression, mut on_line: impl FnMut(&str
 pub(crate) struct CompilerMessage {
     pub(crate) rendered: String,
     pub(crate) annotation: Option<Annotation>,
+    /// A rustc error with an error code (`E0425`), not a lint: the code does not compile.
+    pub(crate) compile_error: bool,
 }
 
 /// Parses one line of cargo's JSON output; `None` for anything but a compiler message.
@@ -40,6 +42,11 @@ pub(crate) fn compiler_message(line: &str) -> Option<CompilerMessage> {
     }
     let message = record.get("message")?;
     let rendered = message.get("rendered")?.as_str()?.to_owned();
+    let compile_error = message
+        .pointer("/code/code")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|code| code.strip_prefix('E'))
+        .is_some_and(|number| !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()));
     let primary = message
         .get("spans")?
         .as_array()?
@@ -55,7 +62,7 @@ pub(crate) fn compiler_message(line: &str) -> Option<CompilerMessage> {
             message: message.get("message")?.as_str()?.to_owned(),
         })
     });
-    Some(CompilerMessage { rendered, annotation })
+    Some(CompilerMessage { rendered, annotation, compile_error })
 }
 
 /// Follows test output and turns each `thread '…' panicked at FILE:LINE:COL:` and the message
@@ -147,6 +154,14 @@ mod tests {
         assert_eq!(annotation.line, 7);
         assert_eq!(annotation.title, "warning: unused_variables");
         assert_eq!(annotation.message, "unused variable: `x`");
+    }
+
+    #[test]
+    fn a_rustc_error_code_means_the_code_does_not_compile_and_a_lint_does_not() {
+        let lint = r#"{"reason":"compiler-message","message":{"rendered":"error: unused\n","level":"error","message":"m","code":{"code":"unused_variables"},"spans":[]}}"#;
+        assert!(!compiler_message(lint).expect("a message").compile_error);
+        let error = r#"{"reason":"compiler-message","message":{"rendered":"error[E0425]: x\n","level":"error","message":"cannot find value `x`","code":{"code":"E0425"},"spans":[]}}"#;
+        assert!(compiler_message(error).expect("a message").compile_error);
     }
 
     #[test]

@@ -11,14 +11,18 @@ mod coverage;
 mod deploy;
 mod dev;
 mod diagnostics;
+mod dist;
 mod failpoint;
 mod generated;
 mod http_probe;
+mod junit;
 mod migrations;
 mod openapi;
 mod pins;
 mod postgres;
+mod preflight;
 mod process;
+mod programs;
 mod project;
 mod redis;
 mod report;
@@ -37,12 +41,12 @@ fn main() -> ExitCode {
     cleanup::install_signal_handler();
     let result = match cli::parse() {
         Command::Ci(args) => ci::run(&args),
-        Command::Test { args } => steps::test_without_coverage(&args),
-        Command::Dev => dev::run(),
+        Command::Test { install, args } => steps::test_without_coverage(&args, install),
+        Command::Dev(install) => dev::run(install),
         Command::Postgres => postgres::serve_until_interrupted(),
         Command::Workflows { check } => workflows::run(check),
         Command::Openapi { check } => openapi::run(check),
-        Command::Setup => tools::setup(),
+        Command::Setup => preflight::setup(),
         Command::LintMigrations { base } => migrations::lint_only(base.as_deref()),
         Command::Deploy(args) => deploy::run(&args),
         Command::Rollback(root) => deploy::rollback(&root),
@@ -56,6 +60,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            // A failure that knows its fix (a missing tool: the command installing it) says it last.
+            let fix = report::hint(&error, "");
+            if !fix.is_empty() {
+                eprintln!("  fix: {fix}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -25,7 +25,7 @@ pub(crate) fn provide() -> Result<Redis> {
         println!("redis: using REDIS_URL (nothing started)");
         return Ok(Redis { url, _stop: None });
     }
-    let server = which::which("redis-server").context(
+    let server = crate::programs::find("redis-server").context(
         "no Redis for the tests: set REDIS_URL to a server you run, or install redis-server (`apt-get install redis-server`, `brew install redis`)",
     )?;
     let started = Instant::now();

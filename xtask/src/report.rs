@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::coverage::LINE_COVERAGE_MIN;
 use crate::diagnostics::Annotation;
+use crate::junit::TestTime;
 use crate::project;
 
 /// GitHub shows only about ten annotations of a kind per step; more is noise.
@@ -39,6 +40,33 @@ impl Outcome {
             Self::NotRun => "⏭️",
         }
     }
+}
+
+/// A failure that knows its own fix, shown instead of the step's usual hint (a missing tool is fixed
+/// by installing it, not by rerunning the tests).
+#[derive(Debug)]
+pub(crate) struct Fix {
+    problem: String,
+    pub(crate) fix: String,
+}
+
+impl Fix {
+    pub(crate) fn new(problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { problem: problem.into(), fix: fix.into() }
+    }
+}
+
+impl std::fmt::Display for Fix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.problem)
+    }
+}
+
+impl std::error::Error for Fix {}
+
+/// The hint for a failure: the fix the error carries, else the step's own.
+pub(crate) fn hint<'a>(error: &'a anyhow::Error, step_hint: &'a str) -> &'a str {
+    error.chain().find_map(|cause| cause.downcast_ref::<Fix>()).map_or(step_hint, |fix| fix.fix.as_str())
 }
 
 #[derive(Debug, Clone)]
@@ -102,8 +130,8 @@ impl Report {
     }
 
     /// The closing table, and on GitHub the job summary.
-    pub(crate) fn summary(&self, results: &[StepResult], coverage: Option<f64>) -> Result<()> {
-        print!("\n{}", table(results, coverage));
+    pub(crate) fn summary(&self, results: &[StepResult], coverage: Option<f64>, slowest: &[TestTime]) -> Result<()> {
+        print!("\n{}{}", slowest_lines(slowest), table(results, coverage));
         flush();
         if self.github
             && let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY")
@@ -114,8 +142,8 @@ impl Report {
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("opening GITHUB_STEP_SUMMARY={path}"))?;
-            file.write_all(markdown(results, coverage).as_bytes())
-                .with_context(|| format!("writing GITHUB_STEP_SUMMARY={path}"))?;
+            let text = markdown(results, coverage) + &slowest_markdown(slowest);
+            file.write_all(text.as_bytes()).with_context(|| format!("writing GITHUB_STEP_SUMMARY={path}"))?;
         }
         Ok(())
     }
@@ -150,6 +178,30 @@ fn table(results: &[StepResult], coverage: Option<f64>) -> String {
     if let Some(line) = coverage_line(coverage) {
         let _ = writeln!(out, "{line}");
     }
+    out
+}
+
+fn slowest_lines(slowest: &[TestTime]) -> String {
+    let mut out = String::new();
+    if !slowest.is_empty() {
+        let _ = writeln!(out, "slowest tests:");
+    }
+    for test in slowest {
+        let _ = writeln!(out, "  {:>7.2} s  {}", test.seconds, test.name);
+    }
+    out
+}
+
+fn slowest_markdown(slowest: &[TestTime]) -> String {
+    if slowest.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("### The {} slowest tests\n\n| test | time |\n| --- | ---: |\n", slowest.len());
+    for test in slowest {
+        // A `|` in a test name would end the cell.
+        let _ = writeln!(out, "| `{}` | {:.2} s |", test.name.replace('|', "\\|"), test.seconds);
+    }
+    out.push('\n');
     out
 }
 
@@ -234,6 +286,31 @@ mod tests {
         assert!(table.lines().any(|line| line.starts_with("test") && line.contains("FAILED")));
         assert!(table.lines().any(|line| line.starts_with("build") && line.contains("not run")));
         assert!(table.contains("line coverage: 91.3 %"));
+    }
+
+    #[test]
+    fn a_failure_that_knows_its_fix_overrides_the_step_hint() {
+        let plain = anyhow::anyhow!("3 tests failed");
+        assert_eq!(hint(&plain, "rerun the failing tests"), "rerun the failing tests");
+        let missing = anyhow::Error::new(Fix::new("cargo-deny is not installed", "run `cargo install cargo-deny`"))
+            .context("preparing the step");
+        assert_eq!(hint(&missing, "rerun the failing tests"), "run `cargo install cargo-deny`");
+        assert_eq!(format!("{missing:#}"), "preparing the step: cargo-deny is not installed");
+    }
+
+    #[test]
+    fn the_slowest_tests_are_listed_locally_and_in_the_summary() {
+        let slowest = [
+            TestTime { name: "app::notes::pages".into(), seconds: 7.5 },
+            TestTime { name: "xtask::a|b".into(), seconds: 0.25 },
+        ];
+        let lines = slowest_lines(&slowest);
+        assert!(lines.starts_with("slowest tests:\n") && lines.contains("   7.50 s  app::notes::pages"), "{lines}");
+        let markdown = slowest_markdown(&slowest);
+        assert!(markdown.contains("### The 2 slowest tests"), "{markdown}");
+        assert!(markdown.contains("| `app::notes::pages` | 7.50 s |"), "{markdown}");
+        assert!(markdown.contains("| `xtask::a\\|b` | 0.25 s |"), "{markdown}");
+        assert!(slowest_lines(&[]).is_empty() && slowest_markdown(&[]).is_empty());
     }
 
     #[test]

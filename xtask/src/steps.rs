@@ -5,9 +5,11 @@ use camino::Utf8PathBuf;
 use xshell::{Shell, cmd};
 
 use crate::postgres::{self, Database};
+use crate::preflight::{self, InstallArgs};
 use crate::redis::{self, Redis};
+use crate::report::{Fix, Report};
 use crate::tools::{self, Tool};
-use crate::{audit, coverage, diagnostics, migrations, project, report::Report, restore_drill, workflows};
+use crate::{audit, coverage, diagnostics, dist, junit, migrations, project, restore_drill, workflows};
 
 pub(crate) struct Step {
     pub(crate) name: &'static str,
@@ -16,9 +18,10 @@ pub(crate) struct Step {
     pub(crate) needs_postgres: bool,
     /// A Redis server too (the shared rate-limit tests).
     pub(crate) needs_redis: bool,
-    /// Cargo tools the step runs (installed by `cargo xtask setup`).
+    /// What the step needs from the table of `tools.rs`: the preflight finds or installs each before
+    /// any step runs.
     pub(crate) tools: &'static [&'static Tool],
-    /// The one-line fix printed when the step fails.
+    /// The one-line fix printed when the step's check fails (a `report::Fix` in the error overrides it).
     pub(crate) hint: &'static str,
     pub(crate) run: fn(&mut Context) -> Result<()>,
 }
@@ -38,7 +41,7 @@ pub(crate) const STEPS: &[Step] = &[
         about: "no lint in any target (cargo clippy --all-targets -D warnings)",
         needs_postgres: false,
         needs_redis: false,
-        tools: &[],
+        tools: &[&tools::C_TOOLCHAIN],
         hint: "fix the lints above; many go away with `cargo clippy --fix --workspace --all-targets --allow-dirty`",
         run: clippy,
     },
@@ -47,7 +50,7 @@ pub(crate) const STEPS: &[Step] = &[
         about: "every test passes, run once under coverage instrumentation, on a real PostgreSQL",
         needs_postgres: true,
         needs_redis: true,
-        tools: &[&tools::LLVM_COV],
+        tools: TEST_TOOLS,
         hint: "rerun the failing tests with `cargo xtask test NAME`",
         run: test,
     },
@@ -56,7 +59,7 @@ pub(crate) const STEPS: &[Step] = &[
         about: "a backup of a migrated, seeded database restores into an identical copy",
         needs_postgres: true,
         needs_redis: false,
-        tools: &[],
+        tools: &[&tools::POSTGRES_CLIENT],
         hint: "reproduce with `DATABASE_URL=... cargo xtask restore-drill` against a migrated database",
         run: restore_drill,
     },
@@ -90,10 +93,10 @@ pub(crate) const STEPS: &[Step] = &[
     },
     Step {
         name: "workflows",
-        about: ".github/workflows/ci.yml matches its model (and passes actionlint and zizmor when installed)",
+        about: ".github/workflows/ci.yml matches its model; zizmor (every audit) and actionlint (when installed) find nothing",
         needs_postgres: false,
         needs_redis: false,
-        tools: &[],
+        tools: &[&tools::ZIZMOR],
         hint: "run `cargo xtask workflows` and commit the result; never edit the YAML by hand",
         run: workflows_check,
     },
@@ -102,10 +105,30 @@ pub(crate) const STEPS: &[Step] = &[
         about: "release build of the service",
         needs_postgres: false,
         needs_redis: false,
-        tools: &[],
-        hint: "reproduce with `cargo build --release --locked --package app`",
+        tools: &[&tools::C_TOOLCHAIN, &tools::AUDITABLE],
+        hint: "reproduce with `cargo auditable build --release --locked --package app`",
         run: build,
     },
+];
+
+/// What the tests need: the runner (coverage aside), the servers they start and the programs they drive
+/// (the pipeline's own tests run the audit and the workflow lint on scratch workspaces).
+pub(crate) const TEST_TOOLS: &[&Tool] = &[
+    &tools::C_TOOLCHAIN,
+    &tools::LLVM_COV,
+    &tools::NEXTEST,
+    &tools::DENY,
+    &tools::ZIZMOR,
+    &tools::POSTGRES_SERVER,
+    &tools::POSTGRES_CLIENT,
+    &tools::REDIS_SERVER,
+    &tools::NGINX,
+    &tools::SSHD,
+    &tools::SSH_CLIENT,
+    &tools::CURL,
+    &tools::OPENSSL,
+    &tools::LOGROTATE,
+    &tools::SETPRIV,
 ];
 
 /// What the steps share while the pipeline runs.
@@ -119,6 +142,8 @@ pub(crate) struct Context {
     pub(crate) coverage: Option<f64>,
     /// What the test runner reported, once the test step has run.
     pub(crate) tests: Option<diagnostics::TestCounts>,
+    /// The slowest tests of the JUnit report, once the test step has run.
+    pub(crate) slowest: Vec<junit::TestTime>,
     /// `--base`: the revision whose release must work on the new schema (the migrations step).
     pub(crate) base: Option<String>,
 }
@@ -135,6 +160,7 @@ impl Context {
             redis: None,
             coverage: None,
             tests: None,
+            slowest: Vec::new(),
             base: None,
         })
     }
@@ -163,9 +189,11 @@ fn fmt(ctx: &mut Context) -> Result<()> {
 fn clippy(ctx: &mut Context) -> Result<()> {
     let args = ["clippy", "--workspace", "--all-targets", "--locked", "--message-format=json", "--", "-D", "warnings"];
     let report = &mut ctx.report;
+    let mut compile_error = false;
     let ok = diagnostics::stream(&duct::cmd(&ctx.cargo, args).dir(project::root()), |line| {
         match diagnostics::compiler_message(line) {
             Some(message) => {
+                compile_error |= message.compile_error;
                 print!("{}", message.rendered);
                 if let Some(annotation) = message.annotation {
                     report.annotate(&annotation);
@@ -176,46 +204,41 @@ fn clippy(ctx: &mut Context) -> Result<()> {
             None => println!("{line}"),
         }
     })?;
+    if compile_error {
+        return Err(Fix::new(
+            "the code does not compile",
+            "fix the errors above; `cargo build --workspace --all-targets` shows them",
+        )
+        .into());
+    }
     if !ok {
         bail!("clippy reported problems");
     }
     Ok(())
 }
 
-/// The test runner's arguments: nextest when installed, else libtest; under llvm-cov when `coverage`.
+/// nextest's arguments, under llvm-cov when `coverage`.
 fn runner_args(coverage: bool, extra: &[String], threads: usize) -> Vec<String> {
-    let nextest = tools::nextest_installed();
-    let prefix: &[&str] = match (coverage, nextest) {
-        (true, true) => &["llvm-cov", "nextest", "--no-report"],
-        (true, false) => &["llvm-cov", "test", "--no-report"],
-        (false, true) => &["nextest", "run"],
-        (false, false) => &["test"],
-    };
+    let prefix: &[&str] = if coverage { &["llvm-cov", "nextest", "--no-report"] } else { &["nextest", "run"] };
     let mut args: Vec<String> = prefix.iter().map(|arg| (*arg).to_owned()).collect();
-    args.extend(["--workspace", "--locked", "--no-fail-fast"].map(String::from));
-    let threads = ["--test-threads".to_owned(), threads.to_string()];
-    // nextest takes the cap as its own option, before any `--` of the caller's; libtest after one.
-    if nextest {
-        args.extend(threads);
-        args.extend(extra.iter().cloned());
-    } else {
-        args.extend(extra.iter().cloned());
-        if !extra.iter().any(|arg| arg == "--") {
-            args.push("--".to_owned());
-        }
-        args.extend(threads);
-    }
+    args.extend(["--workspace", "--locked", "--no-fail-fast", "--test-threads"].map(String::from));
+    // The cap goes before any `-- filter` of the caller's, which nextest passes to the test binaries.
+    args.push(threads.to_string());
+    args.extend(extra.iter().cloned());
     args
 }
 
-/// Runs the test command, streaming its output and annotating panics; true when every test passed.
-fn run_tests(ctx: &mut Context, args: Vec<String>) -> Result<bool> {
+/// Runs the test command with nextest's `profile`, streaming its output and annotating panics; true when
+/// every test passed.
+fn run_tests(ctx: &mut Context, args: Vec<String>, profile: &str) -> Result<bool> {
     let database = ctx.database.as_ref().context("the test step runs with a database")?;
     let redis = ctx.redis.as_ref().context("the test step runs with a Redis")?;
     let expression = duct::cmd(&ctx.cargo, args)
         .dir(project::root())
         .env("DATABASE_URL", &database.url)
         .env("REDIS_URL", &redis.url)
+        // An environment variable, since llvm-cov takes `--profile` for cargo's build profile.
+        .env("NEXTEST_PROFILE", profile)
         .stderr_to_stdout();
     let mut panics = diagnostics::Panics::default();
     let mut counts = diagnostics::TestCounts::default();
@@ -240,25 +263,43 @@ fn test(ctx: &mut Context) -> Result<()> {
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {out}"))?;
     }
+    let _ = std::fs::remove_file(junit::path());
     cmd!(ctx.sh, "{cargo} llvm-cov clean --workspace").run()?;
     let threads = ctx.database.as_ref().map_or(1, Database::test_threads);
-    let passed = run_tests(ctx, runner_args(true, &[], threads))?;
+    // The `ci` profile of .config/nextest.toml writes the JUnit report.
+    let passed = run_tests(ctx, runner_args(true, &[], threads), "ci")?;
+    let counts = ctx.tests.unwrap_or_default();
+    if !passed && counts.passed + counts.failed == 0 {
+        return Err(Fix::new(
+            "no test ran: the tests did not build, or the runner stopped before any test finished",
+            "fix the errors above; `cargo build --workspace --all-targets --locked` reproduces a build error",
+        )
+        .into());
+    }
+    ctx.slowest = junit::read_slowest();
     // Report even when tests failed: the coverage of what ran is still worth reading.
     coverage::write_reports(&ctx.sh, &cargo, &out)?;
-    if !passed {
-        bail!("some tests failed");
+    match (passed, counts.failed) {
+        (true, _) => Ok(()),
+        (false, 0) => Err(Fix::new(
+            "the test runner failed although no test failed",
+            "read the runner's error above; `cargo xtask test` reproduces it without coverage",
+        )
+        .into()),
+        (false, failed) => bail!("{failed} tests failed (JUnit report: {})", junit::path()),
     }
-    Ok(())
 }
 
 /// `cargo xtask test`: the tests alone, without instrumentation, for a quick edit-and-rerun loop.
-pub(crate) fn test_without_coverage(extra: &[String]) -> Result<()> {
+pub(crate) fn test_without_coverage(extra: &[String], install: InstallArgs) -> Result<()> {
+    let needs: Vec<&Tool> = TEST_TOOLS.iter().copied().filter(|tool| tool.name != tools::LLVM_COV.name).collect();
+    preflight::run(&needs, install)?;
     let mut ctx = Context::new(Report::new())?;
     ctx.database = Some(postgres::provide()?);
     ctx.redis = Some(redis::provide()?);
     let threads = ctx.database.as_ref().map_or(1, Database::test_threads);
     let args = runner_args(false, extra, threads);
-    if !run_tests(&mut ctx, args)? {
+    if !run_tests(&mut ctx, args, "default")? {
         bail!("some tests failed");
     }
     Ok(())
@@ -285,9 +326,13 @@ fn workflows_check(ctx: &mut Context) -> Result<()> {
     workflows::lint(&ctx.sh)
 }
 
+/// The release build, with its dependency list embedded (`cargo auditable`), and `target/dist`: the
+/// service and this xtask with a `SHA256SUMS` beside them, the artefact CI uploads and deploys.
 fn build(ctx: &mut Context) -> Result<()> {
     let cargo = &ctx.cargo;
-    cmd!(ctx.sh, "{cargo} build --release --locked --package app").run()?;
+    cmd!(ctx.sh, "{cargo} auditable build --release --locked --package app").run()?;
+    let dist = dist::write(&project::target_dir().join("release/app"))?;
+    println!("release: {dist}/app, {dist}/xtask, {dist}/SHA256SUMS");
     Ok(())
 }
 
@@ -315,20 +360,20 @@ mod tests {
     }
 
     #[test]
-    fn runner_passes_thread_cap_and_extra_arguments() {
+    fn runner_passes_thread_cap_profile_and_extra_arguments() {
         let args = runner_args(true, &["health".to_owned()], 3);
-        assert_eq!(args[0], "llvm-cov");
+        assert_eq!(args[..3], ["llvm-cov", "nextest", "--no-report"]);
         assert!(args.iter().any(|arg| arg == "health"));
         let threads = args.iter().position(|arg| arg == "--test-threads").expect("thread cap passed");
         assert_eq!(args[threads + 1], "3");
 
-        // A caller's `-- filter --nocapture` reaches the test binaries, whichever runner is installed.
+        // A caller's `-- filter --nocapture` goes after the cap, and reaches the test binaries.
         let args = runner_args(false, &["--".to_owned(), "--nocapture".to_owned()], 2);
-        assert_eq!(args.iter().filter(|arg| *arg == "--").count(), 1, "{args:?}");
+        assert_eq!(args[..2], ["nextest", "run"]);
         let (threads, dashes) = (
             args.iter().position(|arg| arg == "--test-threads").expect("thread cap passed"),
             args.iter().position(|arg| arg == "--").expect("--"),
         );
-        assert_eq!(threads < dashes, tools::nextest_installed(), "{args:?}");
+        assert!(threads < dashes, "{args:?}");
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod support;
-use support::{Run, psql};
+use support::{Run, program, psql};
 
 /// A database of its own on the test server, dropped with this value.
 struct TestDatabase {
@@ -81,7 +81,7 @@ fn backups_are_verified_checksummed_and_rotated_by_count() {
         let checksum = format!("{}.sha256", dump.display());
         let check = Command::new("sha256sum").arg("--check").arg(&checksum).current_dir(&database.dir).output();
         assert!(check.expect("sha256sum").status.success(), "{checksum} does not verify its dump");
-        let list = Command::new("pg_restore").arg("--list").arg(dump).output().expect("pg_restore");
+        let list = program("pg_restore").arg("--list").arg(dump).output().expect("pg_restore");
         assert!(String::from_utf8_lossy(&list.stdout).contains("TABLE DATA public notes"));
     }
     assert!(!database.dir.read_dir().expect("dir").flatten().any(|e| e.path().to_string_lossy().ends_with(".partial")));
@@ -112,7 +112,7 @@ fn a_restore_needs_confirmation_twice_for_production_and_saves_the_data_it_repla
 
     // The pre-restore backup holds the data the restore replaced.
     let before = database.backups().pop().expect("pre-restore backup");
-    let list = Command::new("pg_restore").arg("--data-only").arg("--file=-").arg(&before).output().expect("pg_restore");
+    let list = program("pg_restore").arg("--data-only").arg("--file=-").arg(&before).output().expect("pg_restore");
     assert!(String::from_utf8_lossy(&list.stdout).contains("after the backup"));
 }
 

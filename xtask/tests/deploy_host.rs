@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Run, app_binary, free_port, psql, release_with_a_migration};
+use support::{Run, app_binary, free_port, program, psql, release_with_a_migration};
 
 /// nginx in front of two slots, a database, a deploy root; everything stopped when dropped.
 struct Stack {
@@ -45,12 +45,12 @@ impl Stack {
             ),
         )
         .expect("write");
-        let nginx = Command::new("nginx")
+        let nginx = program("nginx")
             .args(["-p", &c.to_string(), "-c", &format!("{c}/nginx.conf")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nginx starts (apt-get install nginx)");
+            .expect("nginx starts");
         let server = std::env::var("DATABASE_URL").expect("set DATABASE_URL (cargo xtask test does)");
         let database = format!("xtask_deploy_{name}_{}", std::process::id());
         psql(&server, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
@@ -672,11 +672,11 @@ impl Sshd {
         let dir = dir.join("ssh");
         std::fs::create_dir_all(&dir).expect("mkdir");
         for key in ["host_key", "id"] {
-            let status = Command::new("ssh-keygen")
+            let status = program("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
                 .arg(dir.join(key))
                 .status()
-                .expect("ssh-keygen runs (apt-get install openssh-client)");
+                .expect("ssh-keygen runs");
             assert!(status.success());
         }
         std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).expect("copy");
@@ -705,13 +705,10 @@ impl Sshd {
             ),
         )
         .expect("write");
-        // sshd wants its privilege-separation directory, and an absolute path to re-execute itself.
+        // sshd wants its privilege-separation directory, and an absolute path to re-execute itself
+        // (which `program` gives).
         let _ = std::fs::create_dir_all("/run/sshd");
-        let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
-            .into_iter()
-            .find(|path| Path::new(path).is_file())
-            .expect("sshd is installed (apt-get install openssh-server)");
-        let process = Command::new(sshd)
+        let process = program("sshd")
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .stdout(Stdio::null())

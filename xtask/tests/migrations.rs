@@ -7,7 +7,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use support::{Run, psql};
 
@@ -259,5 +260,41 @@ fn the_base_release_is_proven_on_the_new_schema_and_a_dropped_column_it_reads_fa
         "answered 500, expected 201",
     ]);
     assert!(!run.text().contains(&format!("{file}:")), "the linter let it through:\n{}", run.text());
+    assert!(!target.join("migrations-base/checkout").exists(), "the worktree was left behind");
+
+    // Ctrl-C in the middle of the round trip: the database and the base's server go too.
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let throwaway = "SELECT count(*) FROM pg_database WHERE datname LIKE 'migrations_round_trip_%'";
+    let mut running = repo
+        .command(&["ci", "--only", "migrations"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("xtask runs");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while psql(&server, throwaway) == "0" {
+        assert!(
+            Instant::now() < deadline && running.try_wait().expect("wait").is_none(),
+            "the round trip never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Command::new("kill").args(["-INT", &running.id().to_string()]).status().expect("kill").success());
+    assert!(!running.wait().expect("exits").success());
+    assert_eq!(psql(&server, throwaway), "0", "the throwaway database outlived Ctrl-C");
+    let base_app = target.join("migrations-base/app");
+    let survivors = Command::new("pgrep").arg("-f").arg(&base_app).output().expect("pgrep");
+    assert!(survivors.stdout.is_empty(), "the base's server outlived Ctrl-C");
+
+    // A base whose service does not compile: one line says so, and how to pick another.
+    git(&repo.dir, &["stash", "--include-untracked", "--quiet"]);
+    git(&repo.dir, &["checkout", "--quiet", "-b", "broken", "main"]);
+    std::fs::write(repo.dir.join("app/src/lib.rs"), "compile_error!(\"a release that does not build\");\n")
+        .expect("write");
+    git(&repo.dir, &["commit", "--quiet", "-am", "broken"]);
+    git(&repo.dir, &["checkout", "--quiet", "change"]);
+    git(&repo.dir, &["stash", "pop", "--quiet"]);
+    repo.migrations(&["--base", "broken"])
+        .failed(&["(--base broken) does not build: cargo's errors are above (fix: pass --base REF"]);
     assert!(!target.join("migrations-base/checkout").exists(), "the worktree was left behind");
 }

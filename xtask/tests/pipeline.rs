@@ -47,7 +47,8 @@ impl Scratch {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command.args(args).env("XTASK_WORKSPACE", &self.dir).current_dir(&self.dir);
+        // A test never installs anything: the outer run's preflight did.
+        command.args(args).env("XTASK_WORKSPACE", &self.dir).env("XTASK_NO_INSTALL", "1").current_dir(&self.dir);
         support::without_outer_build(&mut command);
         command
     }

@@ -178,16 +178,9 @@ pub async fn change_password(
     client: Option<axum::Extension<Client>>,
     Json(body): Json<PasswordChange>,
 ) -> Result<Response, Refusal> {
-    let (email, stored): (String, String) = sqlx::query_as("SELECT email, password_hash FROM accounts WHERE id = $1")
-        .bind(caller.account)
-        .fetch_one(&state.pool)
-        .await?;
-    let network = attempts::client_network(&state, client.as_deref());
-    if !attempts::verify(&state, &email.to_lowercase(), &network, body.current_password, Some(stored)).await? {
-        return Err(
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password", "current_password: is wrong").into()
-        );
-    }
+    let email =
+        attempts::reauthenticate(&state, caller.account, client.as_deref(), "current_password", body.current_password)
+            .await?;
     if let Some(refused) = passwords::refusal("new_password", &body.new_password, &email) {
         return Err(refused.into());
     }

@@ -98,14 +98,7 @@ pub async fn create(
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(invalid("expires_in_days", "must be between 1 and 365").into());
     }
-    let (email, stored): (String, String) = sqlx::query_as("SELECT email, password_hash FROM accounts WHERE id = $1")
-        .bind(caller.account)
-        .fetch_one(&state.pool)
-        .await?;
-    let network = attempts::client_network(&state, client.as_deref());
-    if !attempts::verify(&state, &email.to_lowercase(), &network, body.password, Some(stored)).await? {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password", "password: is wrong").into());
-    }
+    attempts::reauthenticate(&state, caller.account, client.as_deref(), "password", body.password).await?;
     let mut transaction = state.pool.begin().await?;
     // The account row's lock makes the count and the insert one step for concurrent creations.
     sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")

@@ -6,6 +6,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
 
 use super::passwords::Busy;
 use crate::http::errors::ApiError;
@@ -86,4 +87,24 @@ pub async fn verify(
 ) -> Result<bool, Refusal> {
     count(state, account, network).await?;
     Ok(state.hasher.verify(password, stored).await?)
+}
+
+/// Checks a signed-in caller's password again (in `field`), as an attempt on their account; their email.
+pub async fn reauthenticate(
+    state: &AppState,
+    account: Uuid,
+    client: Option<&Client>,
+    field: &str,
+    password: String,
+) -> Result<String, Refusal> {
+    let (email, stored): (String, String) = sqlx::query_as("SELECT email, password_hash FROM accounts WHERE id = $1")
+        .bind(account)
+        .fetch_one(&state.pool)
+        .await?;
+    let network = client_network(state, client);
+    if !verify(state, &email.to_lowercase(), &network, password, Some(stored)).await? {
+        let message = format!("{field}: is wrong");
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password", message).into());
+    }
+    Ok(email)
 }

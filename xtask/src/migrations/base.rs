@@ -127,14 +127,12 @@ fn dir() -> Utf8PathBuf {
 pub(crate) fn build(base: &Base, cargo: &str) -> Result<Utf8PathBuf> {
     let dir = dir();
     let (checkout, target) = (dir.join("checkout"), dir.join("target"));
-    let binary = target.join("debug/app");
-    // Records which commit the binary was built from: a base that has not moved is not built again.
-    let stamp = dir.join("built-from");
-    if binary.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|built| built.trim() == base.sha) {
+    // The last base built, and its commit: a base that has not moved is not built again.
+    let (kept, kept_commit) = (dir.join("app"), dir.join("app.commit"));
+    if kept.is_file() && std::fs::read_to_string(&kept_commit).is_ok_and(|built| built.trim() == base.sha) {
         println!("migrations: the base's app ({}, {}) is built already", base.short(), base.why);
-        return Ok(binary);
+        return Ok(kept);
     }
-    let _ = std::fs::remove_file(&stamp);
     // A run killed outright leaves its worktree behind.
     remove_worktree(&checkout);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
@@ -159,8 +157,14 @@ pub(crate) fn build(base: &Base, cargo: &str) -> Result<Utf8PathBuf> {
             base.why
         );
     }
-    std::fs::write(&stamp, &base.sha).with_context(|| format!("writing {stamp}"))?;
-    Ok(binary)
+    // The commit is written last, so an interrupted copy is never taken for that commit's binary.
+    let _ = std::fs::remove_file(&kept_commit);
+    let partial = dir.join("app.partial");
+    std::fs::copy(target.join("debug/app"), &partial)
+        .with_context(|| format!("copying the base's app to {partial}"))?;
+    std::fs::rename(&partial, &kept).with_context(|| format!("renaming {partial}"))?;
+    std::fs::write(&kept_commit, &base.sha).with_context(|| format!("writing {kept_commit}"))?;
+    Ok(kept)
 }
 
 fn remove_worktree(checkout: &Utf8Path) {

@@ -118,7 +118,7 @@ fn in_transaction(text: &str) -> bool {
 
 fn squawk(file: &Utf8Path, in_transaction: bool) -> Result<Vec<Violation>> {
     let excluded: Vec<&str> = EXCLUDED.iter().map(|(rule, _)| *rule).collect();
-    let mut command = std::process::Command::new("squawk");
+    let mut command = crate::tools::SQUAWK.command()?;
     command.current_dir(project::root()).args(["--reporter", "json", "--exclude", &excluded.join(",")]);
     command.arg(if in_transaction { "--assume-in-transaction" } else { "--no-assume-in-transaction" });
     let output = command.arg(file.as_str()).output().context("running squawk (install it: `cargo xtask setup`)")?;

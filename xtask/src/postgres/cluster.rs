@@ -34,13 +34,18 @@ pub(super) struct Binaries {
 }
 
 impl Binaries {
-    /// `pg_ctl` on PATH first, then the usual Debian, RHEL and Homebrew places, newest version first.
+    /// `pg_ctl` where `programs::find` finds it first, then every versioned PostgreSQL directory,
+    /// newest first.
     pub(super) fn find() -> Option<Self> {
-        let on_path = which::which("pg_ctl")
-            .ok()
+        let found = crate::programs::find("pg_ctl")
             .and_then(|path| path.canonicalize().ok())
-            .and_then(|path| Utf8PathBuf::from_path_buf(path.parent()?.to_path_buf()).ok());
-        on_path.into_iter().chain(candidate_dirs()).map(|dir| Self { dir }).find(Self::complete)
+            .and_then(|path| path.parent().map(std::path::Path::to_path_buf));
+        found
+            .into_iter()
+            .chain(crate::programs::postgres_dirs())
+            .filter_map(|dir| Utf8PathBuf::from_path_buf(dir).ok())
+            .map(|dir| Self { dir })
+            .find(Self::complete)
     }
 
     fn complete(&self) -> bool {
@@ -50,33 +55,6 @@ impl Binaries {
     pub(super) fn path(&self, name: &str) -> Utf8PathBuf {
         self.dir.join(name)
     }
-}
-
-fn candidate_dirs() -> Vec<Utf8PathBuf> {
-    let mut dirs = versioned("/usr/lib/postgresql", "");
-    dirs.extend(versioned("/usr", "pgsql-"));
-    dirs.extend(versioned("/opt/homebrew/opt", "postgresql"));
-    dirs.extend(versioned("/usr/local/opt", "postgresql"));
-    dirs.extend(["/opt/homebrew/bin", "/usr/local/bin"].map(Utf8PathBuf::from));
-    dirs
-}
-
-/// `<parent>/<prefix><version>/bin` for every version found, the highest first.
-fn versioned(parent: &str, prefix: &str) -> Vec<Utf8PathBuf> {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u32, Utf8PathBuf)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let version = name.strip_prefix(prefix)?.trim_start_matches('@');
-            let major = version.split('.').next().and_then(|major| major.parse().ok()).unwrap_or(0);
-            Some((major, Utf8Path::new(parent).join(&name).join("bin")))
-        })
-        .collect();
-    found.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
-    found.into_iter().map(|(_, dir)| dir).collect()
 }
 
 /// How the cluster's processes are started: as another user when we are root, and on Linux with a
@@ -306,19 +284,5 @@ mod tests {
     fn this_process_is_alive_and_a_bogus_pid_is_not() {
         assert!(process::alive(std::process::id()));
         assert!(!process::alive(u32::MAX - 1));
-    }
-
-    #[test]
-    fn versions_are_tried_newest_first() {
-        let root = Utf8PathBuf::from_path_buf(std::env::temp_dir())
-            .expect("utf-8")
-            .join(format!("xtask-versions-{}", std::process::id()));
-        for version in ["9.6", "15", "16"] {
-            fs::create_dir_all(root.join(version).join("bin")).expect("scratch dir");
-        }
-        let found = versioned(root.as_str(), "");
-        let _ = fs::remove_dir_all(&root);
-        let names: Vec<_> = found.iter().filter_map(|dir| dir.parent()?.file_name()).collect();
-        assert_eq!(names, ["16", "15", "9.6"]);
     }
 }

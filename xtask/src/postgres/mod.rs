@@ -8,6 +8,7 @@ mod container;
 use anyhow::{Result, bail};
 
 use crate::cleanup;
+use crate::tools::{self, Tool};
 
 /// Connections one test may hold: a keeper connection plus a pool of four (app/tests/support).
 const CONNECTIONS_PER_TEST: u32 = 5;
@@ -55,6 +56,14 @@ impl Database {
 fn test_threads(cores: usize, max_connections: u32) -> usize {
     let budget = max_connections.saturating_sub(RESERVED_CONNECTIONS) / CONNECTIONS_PER_TEST;
     cores.min(usize::try_from(budget).unwrap_or(usize::MAX)).max(1)
+}
+
+/// What `provide` needs from the tool table: the server binaries, unless `DATABASE_URL` or a Docker
+/// engine serves instead.
+pub(crate) fn needs() -> Vec<&'static Tool> {
+    let served = std::env::var("DATABASE_URL").is_ok_and(|url| !url.trim().is_empty())
+        || (cluster::Binaries::find().is_none() && container::docker_usable());
+    if served { Vec::new() } else { vec![&tools::POSTGRES_SERVER] }
 }
 
 /// The three ways, in order of preference.

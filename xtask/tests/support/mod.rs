@@ -5,6 +5,18 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+// The xtask's own lookup, so a test finds a program exactly where the preflight reported it.
+#[path = "../../src/programs.rs"]
+mod programs;
+
+/// A command for a system program, found as the xtask finds it: `PATH`, then `/usr/sbin` and the other
+/// places distributions use (a normal user's `PATH` lacks `/usr/sbin`, where nginx and sshd live).
+pub(crate) fn program(name: &str) -> Command {
+    let path = programs::find(name)
+        .unwrap_or_else(|| panic!("`{name}` is not installed: `cargo xtask test` installs what the tests need"));
+    Command::new(path)
+}
+
 /// The output of one xtask run.
 pub(crate) struct Run(pub(crate) Output);
 
@@ -34,7 +46,7 @@ impl Run {
 
 /// Runs `sql` on `url`; the rows, trimmed, columns separated by `|`.
 pub(crate) fn psql(url: &str, sql: &str) -> String {
-    let output = Command::new("psql")
+    let output = program("psql")
         .args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set", "ON_ERROR_STOP=1"])
         .args(["--dbname", url, "--command", sql])
         .output()
