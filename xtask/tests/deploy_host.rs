@@ -165,6 +165,20 @@ impl Stack {
     }
 }
 
+/// Stops, when dropped, what runs in the slots of a deploy root (by the pid files' first word).
+struct StopSlots(PathBuf);
+
+impl Drop for StopSlots {
+    fn drop(&mut self) {
+        for slot in ["blue", "green"] {
+            let pid = std::fs::read_to_string(self.0.join(format!("run/{slot}.pid"))).unwrap_or_default();
+            if let Some(pid) = pid.split_whitespace().next() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+}
+
 /// Asserts a progress line for every state of the machine.
 fn assert_every_state(run: &Run) {
     for state in [
@@ -821,6 +835,7 @@ fn a_root_with_spaces_and_shell_metacharacters_reaches_the_remote_host_intact() 
     // Short, so the slots' socket paths still fit in sockaddr_un on a CI runner's longer paths.
     let root = stack.root.join("a b'$`;&");
     std::fs::create_dir_all(&root).expect("mkdir");
+    let _slots = StopSlots(root.clone());
     std::fs::copy(stack.root.join("deploy.env"), root.join("deploy.env")).expect("copy");
     let root_arg = root.to_str().expect("utf-8");
     let app = app_binary();
