@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod bench;
 mod checksum;
 mod ci;
 mod cleanup;
@@ -13,10 +14,13 @@ mod dev;
 mod diagnostics;
 mod dist;
 mod failpoint;
+mod fuzz;
 mod generated;
 mod http_probe;
 mod junit;
 mod migrations;
+mod monitoring;
+mod offsite;
 mod openapi;
 mod pins;
 mod postgres;
@@ -24,12 +28,16 @@ mod preflight;
 mod process;
 mod programs;
 mod project;
+mod promql;
 mod redis;
 mod report;
 mod restore;
 mod restore_drill;
+mod secrets;
 mod smoke;
 mod steps;
+mod textfile;
+mod tls;
 mod tools;
 mod workflows;
 
@@ -52,8 +60,12 @@ fn main() -> ExitCode {
         Command::Rollback(root) => deploy::rollback(&root),
         Command::Backup(args) => backup::run(&args),
         Command::Restore(args) => restore::run(&args),
-        Command::RestoreDrill => restore_drill::run(),
+        Command::RestoreDrill(args) => restore_drill::run(&args),
         Command::Smoke(args) => smoke::run(&args),
+        Command::Secrets(args) => secrets::run(&args),
+        Command::Tls(args) => tls::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     cleanup::run_all();
     match result {

@@ -82,10 +82,13 @@ pub(crate) const LLVM_COV: Tool = Tool::cargo("cargo-llvm-cov", "0.9.1", "test c
 pub(crate) const NEXTEST: Tool = Tool::cargo("cargo-nextest", "0.9.143", "test runner, JUnit report");
 pub(crate) const DENY: Tool = Tool::cargo("cargo-deny", "0.20.2", "supply-chain audit");
 pub(crate) const AUDITABLE: Tool = Tool::cargo("cargo-auditable", "0.7.7", "dependency list in the release binary");
+/// Run on the nightly toolchain by `cargo xtask fuzz`.
+pub(crate) const CARGO_FUZZ: Tool = Tool::cargo("cargo-fuzz", "0.13.2", "fuzz targets");
 
 // PyPI tools, installed with pip into target/tools/pypi.
 pub(crate) const ZIZMOR: Tool = Tool::pypi("zizmor", "zizmor", "1.32.0", "workflow security lint");
 pub(crate) const SQUAWK: Tool = Tool::pypi("squawk", "squawk-cli", "2.70.0", "migration lint");
+pub(crate) const MOTO: Tool = Tool::pypi("moto_server", "moto[server]", "5.1.18", "S3 server for the backup tests");
 
 // System programs, installed with the platform's package manager.
 pub(crate) const C_TOOLCHAIN: Tool = Tool::system(
@@ -126,10 +129,9 @@ pub(crate) const SSH_CLIENT: Tool = Tool::system(
     Packages { apt: Some("openssh-client"), dnf: Some("openssh-clients"), brew: None },
     "deploys over ssh",
 );
+pub(crate) const WRK: Tool = Tool::system("wrk", &["wrk"], same("wrk"), "benchmark load generator");
 pub(crate) const CURL: Tool =
     Tool::system("curl", &["curl"], Packages { apt: Some("curl"), dnf: Some("curl"), brew: None }, "HTTPS probes");
-pub(crate) const OPENSSL: Tool =
-    Tool::system("openssl", &["openssl"], same("openssl"), "TLS session checks, the tests' certificates");
 pub(crate) const LOGROTATE: Tool = Tool::system(
     "logrotate",
     &["logrotate"],
@@ -143,6 +145,19 @@ pub(crate) const SETPRIV: Tool = Tool::system(
     "PostgreSQL as non-root",
 )
 .when(Need::AsRoot);
+pub(crate) const PROMETHEUS: Tool = Tool::system(
+    "promtool",
+    &["promtool"],
+    Packages { apt: Some("prometheus"), dnf: Some("golang-github-prometheus"), brew: Some("prometheus") },
+    "alert rules and their tests",
+);
+pub(crate) const AGE: Tool = Tool::system("age", &["age", "age-keygen"], same("age"), "off-site backup encryption");
+pub(crate) const OPENSSL: Tool = Tool::system(
+    "openssl",
+    &["openssl"],
+    same("openssl"),
+    "certificate expiry dates, TLS session checks, the tests' certificates",
+);
 
 /// What the preflight found for one tool.
 #[derive(Debug, Clone, PartialEq, Eq)]

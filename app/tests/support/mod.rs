@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod process;
+pub mod receiver;
+pub mod relay;
 pub mod service;
 
 use std::str::FromStr;

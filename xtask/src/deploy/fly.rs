@@ -159,6 +159,7 @@ impl Fly {
             bail!("{} is not fit to deploy:\n  - {}", self.config, problems.join("\n  - "));
         }
         self.app = config["app"].as_str().unwrap_or_default().to_owned();
+        crate::secrets::fly()?;
         self.flyctl = Some(flyctl);
         Ok(())
     }

@@ -274,6 +274,7 @@ impl Target for Host {
 
 fn preflight(layout: &Layout, shipment: &Shipment) -> Result<HostConfig> {
     let config = HostConfig::load(layout)?;
+    crate::secrets::host(&config.app_env)?;
     let binary = shipment.binary.clone().unwrap_or_else(|| layout.binary(&shipment.release));
     if !binary.is_file() {
         bail!("{binary} does not exist: build it with `cargo build --release --package app` or pass --binary");

@@ -102,7 +102,7 @@ fn parse_release(id: &str) -> Result<ReleaseId> {
 }
 
 impl RootArg {
-    fn get(&self) -> Utf8PathBuf {
+    pub(crate) fn get(&self) -> Utf8PathBuf {
         self.get_or("/srv/shipshape".into())
     }
 
@@ -113,7 +113,7 @@ impl RootArg {
             .unwrap_or(default)
     }
 
-    fn remote(&self) -> Result<Option<remote::Remote>> {
+    pub(crate) fn remote(&self) -> Result<Option<remote::Remote>> {
         self.ssh
             .clone()
             .or_else(|| std::env::var("DEPLOY_SSH").ok())
@@ -139,7 +139,7 @@ enum DeployAction {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Host,
     Kubernetes,
     Fly,
@@ -244,6 +244,16 @@ fn to_platform<T: machine::Target>(
     let layout = Layout::new(&args.root.get_or(project::target_dir().join("deploy")));
     let mut target = target(&layout, &release, image);
     machine::Machine::new(&layout, &release, origin, Outcome::Deployed).deploy(&mut target)
+}
+
+/// Runs this xtask's `args` on the remote host of `root` (its `--root`, who runs it from what).
+pub(crate) fn on_remote(root: &RootArg, remote: &remote::Remote, args: &[&str]) -> Result<()> {
+    remote.xtask(&Layout::new(&root.get()), args, &root.origin.get())
+}
+
+/// The service's environment from the host target's `<root>/deploy.env`.
+pub(crate) fn host_service_env(root: &camino::Utf8Path) -> Result<Vec<(String, String)>> {
+    Ok(config::HostConfig::load(&Layout::new(root))?.app_env)
 }
 
 /// `cargo xtask rollback`: the previous release back into service, through the same machine.

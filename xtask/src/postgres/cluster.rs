@@ -255,7 +255,8 @@ fn postmaster_pid(data: &Utf8Path) -> Option<u32> {
     fs::read_to_string(data.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
 }
 
-fn free_port() -> Result<u16> {
+/// A port on 127.0.0.1 that nothing listens on (a race with another process is possible, and rare).
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
 }

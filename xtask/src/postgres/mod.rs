@@ -5,6 +5,8 @@ pub(crate) mod client;
 mod cluster;
 mod container;
 
+pub(crate) use cluster::free_port;
+
 use anyhow::{Result, bail};
 
 use crate::cleanup;
