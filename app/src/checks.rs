@@ -251,6 +251,14 @@ pub fn findings(config: &Config, probe: Probe) -> Vec<Finding> {
             "set REDIS_URL (or REDIS_URL_FILE) so that the replicas share their counters",
         ));
     }
+    if let Some(host) = crate::db::unencrypted_remote_host(config.database.url.expose_secret()) {
+        out.push(finding(
+            "database.W001",
+            Warning,
+            format!("DATABASE_URL reaches {host} without requiring TLS"),
+            "add sslmode=verify-full to DATABASE_URL (with sslrootcert=<the server's CA file> unless the system trusts it), or at least sslmode=require",
+        ));
+    }
     if security.content_security_policy.trim().is_empty() {
         out.push(finding(
             "csp.W001",
@@ -352,7 +360,7 @@ mod tests {
     fn config(overrides: &[(&str, &str)]) -> Config {
         let mut vars: HashMap<String, String> = [
             ("APP_ENV", "production"),
-            ("DATABASE_URL", "postgres://app@db/app"),
+            ("DATABASE_URL", "postgres://app@db/app?sslmode=verify-full"),
             ("SECRET_KEY", GOOD_KEY),
             ("ALLOWED_HOSTS", "app.example.com"),
             ("SECURE_HSTS_PRELOAD", "true"),
@@ -484,5 +492,14 @@ mod tests {
         let weak = "placeholder-secret";
         let report = Report::new(&config(&[("SECRET_KEY", weak)]), &[], PROBE_OK);
         assert!(!serde_json::to_string(&report).expect("json").contains(weak));
+    }
+
+    #[test]
+    fn a_remote_database_without_tls_is_a_warning() {
+        let plain = config(&[("DATABASE_URL", "postgres://app:pw@db.example.com/app")]);
+        assert_eq!(ids(&plain, PROBE_OK), ["database.W001"]);
+        let report = findings(&plain, PROBE_OK);
+        assert!(report[0].message.contains("db.example.com") && !report[0].message.contains("pw"));
+        assert!(ids(&config(&[("DATABASE_URL", "postgres://app@127.0.0.1/app")]), PROBE_OK).is_empty());
     }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection as _, PgConnection, PgPool};
 
 use crate::config::DatabaseConfig;
@@ -20,6 +20,19 @@ pub fn migrator() -> Migrator {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
     migrator
+}
+
+/// The host `url` reaches over the network without requiring TLS (an sslmode below `require`), unless
+/// it is this machine: on the way there the password and every row could be read or changed.
+pub fn unencrypted_remote_host(url: &str) -> Option<String> {
+    let options = PgConnectOptions::from_str(url).ok()?;
+    let host = options.get_host();
+    let local = options.get_socket().is_some()
+        || host == "localhost"
+        || host.starts_with('/')
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let required = matches!(options.get_ssl_mode(), PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull);
+    (!local && !required).then(|| host.to_owned())
 }
 
 /// Applies the pending migrations on one connection with `lock_timeout` set: a migration that cannot
@@ -109,4 +122,28 @@ pub fn pool(config: &DatabaseConfig) -> Result<PgPool, InvalidUrl> {
         .idle_timeout(Some(config.idle_timeout))
         .max_lifetime(Some(config.max_lifetime))
         .connect_lazy_with(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_database_must_be_reached_over_tls() {
+        assert_eq!(unencrypted_remote_host("postgres://app@db.example.com/app").as_deref(), Some("db.example.com"));
+        assert_eq!(
+            unencrypted_remote_host("postgres://app@db.example.com/app?sslmode=prefer").as_deref(),
+            Some("db.example.com")
+        );
+        for fine in [
+            "postgres://app@db.example.com/app?sslmode=require",
+            "postgres://app@db.example.com/app?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem",
+            "postgres://app@localhost/app",
+            "postgres://app@127.0.0.1:5432/app",
+            "postgres://app@[::1]/app",
+            "postgres:///app?host=/run/postgresql",
+        ] {
+            assert_eq!(unencrypted_remote_host(fine), None, "{fine}");
+        }
+    }
 }

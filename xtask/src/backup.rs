@@ -3,6 +3,8 @@
 //! dump must pass before anything restores it.
 
 use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
@@ -11,6 +13,7 @@ use clap::Args;
 
 use crate::offsite;
 use crate::postgres::client::{self, program};
+use crate::{checksum, process};
 
 /// Backups are named `db-<UTC time>.dump`, so that names sort in time order.
 const PREFIX: &str = "db-";
@@ -60,20 +63,42 @@ pub(crate) fn database_url() -> Result<String> {
 
 /// Dumps the database of `url` into `dir`, verifies the dump and writes its checksum; returns the dump.
 pub(crate) fn create(url: &str, dir: &Utf8Path) -> Result<Utf8PathBuf> {
-    fs::create_dir_all(dir).with_context(|| format!("creating the backup directory {dir}"))?;
+    // A dump holds every row (password hashes, sessions): only this user may read it.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the backup directory {dir}"))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("making {dir} private"))?;
     let file = dir.join(format!("{PREFIX}{}{EXTENSION}", timestamp(SystemTime::now())));
-    // Written under another name first: a dump cut short never looks like a backup.
+    // Written under another name first: a dump cut short never looks like a backup. Created 0600 here,
+    // so pg_dump writes into a private file whatever the umask.
     let partial = Utf8PathBuf::from(format!("{file}.partial"));
-    let mut pg_dump = program("pg_dump")?;
-    pg_dump.args(["--format=custom", "--file", partial.as_str(), "--dbname", url]);
-    let dumped = client::output(pg_dump, &format!("pg_dump into {partial}"));
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {partial}"))?;
+    let mut pg_dump = client::connect("pg_dump", url)?;
+    pg_dump.args(["--format=custom", "--file", partial.as_str()]);
+    let dumped = process::output(pg_dump, &format!("pg_dump into {partial}"));
     if let Err(error) = dumped.and_then(|_| list(&partial)) {
         let _ = fs::remove_file(&partial);
         return Err(error);
     }
     fs::rename(&partial, &file).with_context(|| format!("renaming {partial} to {file}"))?;
-    let line = format!("{}  {}\n", sha256(&file)?, file.file_name().unwrap_or_default());
-    fs::write(checksum_path(&file), line).with_context(|| format!("writing {}", checksum_path(&file)))?;
+    let line = format!("{}  {}\n", checksum::sha256(&file)?, file.file_name().unwrap_or_default());
+    let checksum = checksum_path(&file);
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&checksum)
+        .with_context(|| format!("writing {checksum}"))?;
+    out.write_all(line.as_bytes()).with_context(|| format!("writing {checksum}"))?;
     Ok(file)
 }
 
@@ -89,7 +114,7 @@ pub(crate) fn verify(file: &Utf8Path) -> Result<()> {
         format!("{checksum_file} is missing, so {file} cannot be checked: restore only dumps written by `cargo xtask backup`, which writes it")
     })?;
     let expected = expected.split_whitespace().next().unwrap_or_default();
-    let actual = sha256(file)?;
+    let actual = checksum::sha256(file)?;
     if expected != actual {
         bail!(
             "{file} does not match its checksum in {checksum_file} (sha256 {actual}, expected {expected}): the file is damaged or was changed; restore another backup"
@@ -102,16 +127,9 @@ pub(crate) fn verify(file: &Utf8Path) -> Result<()> {
 fn list(file: &Utf8Path) -> Result<()> {
     let mut pg_restore = program("pg_restore")?;
     pg_restore.args(["--list", file.as_str()]);
-    client::output(pg_restore, "pg_restore --list").map(drop).with_context(|| {
+    process::output(pg_restore, "pg_restore --list").map(drop).with_context(|| {
         format!("{file} is not a readable PostgreSQL custom-format dump: use a `.dump` written by `cargo xtask backup`")
     })
-}
-
-pub(crate) fn sha256(file: &Utf8Path) -> Result<String> {
-    let mut sha256sum = std::process::Command::new("sha256sum");
-    sha256sum.arg(file);
-    let out = client::output(sha256sum, &format!("sha256sum {file}"))?;
-    out.split_whitespace().next().map(str::to_owned).context("sha256sum printed nothing")
 }
 
 pub(crate) fn checksum_path(file: &Utf8Path) -> Utf8PathBuf {

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::{backup, project};
+use crate::{checksum, project};
 
 pub(crate) fn dir() -> Utf8PathBuf {
     project::target_dir().join("dist")
@@ -24,7 +24,7 @@ pub(crate) fn write(app: &Utf8Path) -> Result<Utf8PathBuf> {
         let to = dir.join(name);
         std::fs::copy(from, &to).with_context(|| format!("copying {from} to {to}"))?;
         // The format `sha256sum --check` reads: digest, two spaces, the file name.
-        sums.push_str(&format!("{}  {name}\n", backup::sha256(&to)?));
+        sums.push_str(&format!("{}  {name}\n", checksum::sha256(&to)?));
     }
     std::fs::write(dir.join("SHA256SUMS"), sums).with_context(|| format!("writing {dir}/SHA256SUMS"))?;
     Ok(dir)

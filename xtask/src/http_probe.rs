@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
@@ -67,6 +68,9 @@ pub(crate) struct Request<'a> {
     pub(crate) path: &'a str,
     /// The `Host` header.
     pub(crate) host: &'a str,
+    /// Over https, the TLS server name when it is not the Host's name (a request for another host
+    /// inside a connection made for the service).
+    pub(crate) server_name: Option<&'a str>,
     pub(crate) headers: &'a [(&'a str, &'a str)],
 }
 
@@ -159,7 +163,7 @@ fn send_with_curl(target: &Target, request: &Request<'_>, insecure: bool) -> Res
     // The Host's name is also the TLS server name (SNI), as a browser would send it, while the
     // connection goes to the URL's address: a server that refuses unknown names in the handshake is
     // then probed as it is really used.
-    let name = host_name(request.host);
+    let name = request.server_name.unwrap_or_else(|| host_name(request.host));
     let url = Target { https: true, host: name.to_owned(), port: target.port }.url(request.path);
     curl.args(["--connect-to", &format!("{name}:{}:{}:{}", target.port, target.host, target.port)]);
     for (name, value) in request.headers {
@@ -177,6 +181,35 @@ fn send_with_curl(target: &Target, request: &Request<'_>, insecure: bool) -> Res
         Some(35 | 52 | 56) => Ok(Reply::Closed),
         _ => bail!("curl {url}: {}", String::from_utf8_lossy(&output.stderr).trim()),
     }
+}
+
+/// Whether the server resumes a TLS session made for `server_name`: `openssl s_client` connects once
+/// and keeps the session, then connects again offering it.
+pub(crate) fn tls_resumes(target: &Target, server_name: &str) -> Result<bool> {
+    // The session holds its secrets: a directory only this user can enter, removed afterwards.
+    let dir = std::env::temp_dir().join(format!("xtask-tls-{}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let session = dir.join("session.pem");
+    let connect = |option: &str| {
+        let mut openssl = Command::new("openssl");
+        openssl
+            .args(["s_client", "-connect", &format!("{}:{}", target.host, target.port), "-servername", server_name])
+            .arg(option)
+            .arg(&session)
+            .stdin(std::process::Stdio::null());
+        openssl
+            .output()
+            .context("TLS session checks need the `openssl` command: install it (`apt-get install openssl`)")
+    };
+    let outcome = connect("-sess_out").and_then(|first| {
+        if !first.status.success() || !session.is_file() {
+            bail!("openssl s_client could not connect: {}", String::from_utf8_lossy(&first.stderr).trim());
+        }
+        let second = connect("-sess_in")?;
+        Ok(String::from_utf8_lossy(&second.stdout).lines().any(|line| line.starts_with("Reused,")))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
 }
 
 /// The status and headers of an HTTP/1.x or HTTP/2 response as printed on the wire or by `curl -i`.

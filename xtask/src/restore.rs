@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 
-use crate::postgres::client::{self, program};
+use crate::postgres::client;
+use crate::process;
 use crate::{backup, postgres};
 
 #[derive(Args, Debug)]
@@ -65,11 +66,11 @@ fn confirm(args: &RestoreArgs, app_env: &str, target: &str) -> Result<()> {
 
 /// Restores `file` over the database of `url` in one transaction: either all of it or nothing.
 pub(crate) fn restore_into(url: &str, file: &Utf8Path) -> Result<()> {
-    let mut pg_restore = program("pg_restore")?;
+    let mut pg_restore = client::connect("pg_restore", url)?;
     pg_restore
         .args(["--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error"])
-        .args(["--dbname", url, file.as_str()]);
-    client::output(pg_restore, &format!("pg_restore of {file}")).map(drop)
+        .arg(file.as_str());
+    process::output(pg_restore, &format!("pg_restore of {file}")).map(drop)
 }
 
 #[cfg(test)]

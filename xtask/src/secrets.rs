@@ -45,7 +45,7 @@ pub(crate) fn run(args: &SecretsArgs) -> Result<()> {
     let SecretsAction::Check { target, root } = &args.action;
     match target {
         Target::Host => match root.remote()? {
-            Some(remote) => remote.xtask(&root.get(), &["secrets", "check", "--target", "host"]),
+            Some(remote) => crate::deploy::on_remote(root, &remote, &["secrets", "check", "--target", "host"]),
             None => host(&crate::deploy::host_service_env(&root.get())?),
         },
         Target::Kubernetes => kubernetes(),

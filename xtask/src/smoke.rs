@@ -1,6 +1,7 @@
 //! `cargo xtask smoke URL`: the checks a deployed service must pass from the outside: health, the
-//! redirect to HTTPS, HSTS and the security headers, no server version, unknown hosts refused, a
-//! protected route closed to anonymous clients, CORS closed to unknown origins. Every check runs; the
+//! redirect to HTTPS, HSTS and the security headers, no server version, unknown hosts refused (also
+//! inside a TLS connection made for the service's name), TLS sessions resumed, a protected route closed
+//! to anonymous clients, CORS closed to unknown origins. Every check runs; the
 //! command fails with the list of those that did not pass.
 
 use anyhow::{Result, bail};
@@ -48,8 +49,12 @@ impl Probe<'_> {
         host: &str,
         headers: &[(&str, &str)],
     ) -> Result<Reply, String> {
-        let request = Request { method, path, host, headers };
-        http_probe::send(target, &request, self.args.insecure).map_err(|error| format!("{method} {path}: {error:#}"))
+        self.send_named(target, &Request { method, path, host, server_name: None, headers })
+    }
+
+    fn send_named(&self, target: &Target, request: &Request<'_>) -> Result<Reply, String> {
+        let (method, path) = (request.method, request.path);
+        http_probe::send(target, request, self.args.insecure).map_err(|error| format!("{method} {path}: {error:#}"))
     }
 
     /// A request to the service that must be answered.
@@ -71,6 +76,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("the security headers are present", security_headers),
     ("no server version is disclosed", no_server_version),
     ("an unknown Host is refused", unknown_host),
+    ("TLS sessions are resumed", tls_resumption),
     ("the protected route answers 401 without credentials", protected_route),
     ("CORS refuses an unknown origin", cors),
 ];
@@ -192,13 +198,39 @@ fn no_server_version(probe: &Probe<'_>) -> Result<(), String> {
 
 fn unknown_host(probe: &Probe<'_>) -> Result<(), String> {
     // Not a health route: those are exempt from the host check so orchestrators can probe by IP.
-    match probe.send(&probe.target, "GET", "/", UNKNOWN_HOST, &[])? {
+    refused(probe.send(&probe.target, "GET", "/", UNKNOWN_HOST, &[])?, "")?;
+    if probe.target.https {
+        // The handshake for the service's own name succeeds; the Host inside it must still be refused.
+        let name = http_probe::host_name(&probe.host);
+        let request = Request { method: "GET", path: "/", host: UNKNOWN_HOST, server_name: Some(name), headers: &[] };
+        refused(probe.send_named(&probe.target, &request)?, &format!(" in a TLS connection for {name}"))?;
+    }
+    Ok(())
+}
+
+fn refused(reply: Reply, context: &str) -> Result<(), String> {
+    match reply {
         Reply::Closed => Ok(()),
         Reply::Response(response) if matches!(response.status, 400 | 421) => Ok(()),
         Reply::Response(response) => Err(format!(
-            "GET / with Host: {UNKNOWN_HOST} answered {}, expected 400 or a closed connection",
+            "GET / with Host: {UNKNOWN_HOST}{context} answered {}, expected 400 or a closed connection",
             response.status
         )),
+    }
+}
+
+fn tls_resumption(probe: &Probe<'_>) -> Result<(), String> {
+    if !probe.target.https {
+        return Err("plain HTTP has no TLS session: smoke the https:// URL".to_owned());
+    }
+    let name = http_probe::host_name(&probe.host);
+    match http_probe::tls_resumes(&probe.target, name) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "a second connection for {name} did not resume the first one's session: every TLS handshake is a full one \
+             (nginx: ssl_session_cache in the default server for the port too)"
+        )),
+        Err(error) => Err(format!("{error:#}")),
     }
 }
 

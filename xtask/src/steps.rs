@@ -135,6 +135,7 @@ pub(crate) const TEST_TOOLS: &[&Tool] = &[
     &tools::SSHD,
     &tools::SSH_CLIENT,
     &tools::CURL,
+    &tools::LOGROTATE,
     &tools::SETPRIV,
     // The off-site backup tests: encryption, and a real S3 server; the certificate expiry test.
     &tools::AGE,

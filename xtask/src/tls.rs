@@ -8,7 +8,6 @@ use anyhow::{Context as _, Result, bail};
 use camino::Utf8PathBuf;
 use clap::{Args, Subcommand};
 
-use crate::postgres::client;
 use crate::textfile;
 
 #[derive(Args, Debug)]
@@ -40,7 +39,7 @@ pub(crate) fn run(args: &TlsArgs) -> Result<()> {
     }
     let mut openssl = std::process::Command::new(crate::tools::OPENSSL.path().context("openssl is not installed")?);
     openssl.args(["x509", "-enddate", "-noout", "-in", cert.as_str()]);
-    let out = client::output(openssl, &format!("openssl x509 -enddate of {cert}"))
+    let out = crate::process::output(openssl, &format!("openssl x509 -enddate of {cert}"))
         .with_context(|| format!("{cert} is not a readable PEM certificate"))?;
     let expires = not_after(&out).with_context(|| format!("openssl printed no date for {cert}: {out}"))?;
     let label = format!("domain=\"{domain}\"");

@@ -132,6 +132,12 @@ pub(crate) const SSH_CLIENT: Tool = Tool::system(
 pub(crate) const WRK: Tool = Tool::system("wrk", &["wrk"], same("wrk"), "benchmark load generator");
 pub(crate) const CURL: Tool =
     Tool::system("curl", &["curl"], Packages { apt: Some("curl"), dnf: Some("curl"), brew: None }, "HTTPS probes");
+pub(crate) const LOGROTATE: Tool = Tool::system(
+    "logrotate",
+    &["logrotate"],
+    Packages { apt: Some("logrotate"), dnf: Some("logrotate"), brew: None },
+    "the slots' log rotation, tested",
+);
 pub(crate) const SETPRIV: Tool = Tool::system(
     "setpriv",
     &["setpriv"],
@@ -146,7 +152,12 @@ pub(crate) const PROMETHEUS: Tool = Tool::system(
     "alert rules and their tests",
 );
 pub(crate) const AGE: Tool = Tool::system("age", &["age", "age-keygen"], same("age"), "off-site backup encryption");
-pub(crate) const OPENSSL: Tool = Tool::system("openssl", &["openssl"], same("openssl"), "certificate expiry dates");
+pub(crate) const OPENSSL: Tool = Tool::system(
+    "openssl",
+    &["openssl"],
+    same("openssl"),
+    "certificate expiry dates, TLS session checks, the tests' certificates",
+);
 
 /// What the preflight found for one tool.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,6 +171,56 @@ fn the_drill_refuses_a_database_without_tables_and_backups_need_a_database_url()
     run.failed(&["DATABASE_URL is not set"]);
 }
 
+#[test]
+fn a_backup_keeps_the_password_off_every_command_line_and_the_dump_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let database = TestDatabase::new("secret");
+    // Enough rows that pg_dump runs long enough to be seen.
+    database.sql("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); INSERT INTO notes SELECT n, repeat('note ', 40) || n FROM generate_series(1, 300000) n");
+    let password = format!("pw-{}-Zq8", std::process::id());
+    let role = format!("{}_owner", database.name);
+    psql(&database.server, &format!("DROP ROLE IF EXISTS {role}"));
+    psql(&database.server, &format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"));
+    let (scheme, rest) = database.url.split_once("://").expect("a URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let url = format!("{scheme}://{role}:{password}@{host}");
+
+    let mut backup = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["backup", "--dir", database.dir_arg()])
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("xtask runs");
+    let (mut samples, mut clients_seen, mut leaks) = (0_u32, 0_u32, Vec::new());
+    while backup.try_wait().expect("wait").is_none() {
+        samples += 1;
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("pg_dump") || cmdline.contains("pg_restore") {
+                clients_seen += 1;
+            }
+            if cmdline.contains(&password) {
+                leaks.push(cmdline);
+            }
+        }
+    }
+    let run = Run(backup.wait_with_output().expect("xtask output")).ok();
+    psql(&database.server, &format!("DROP ROLE IF EXISTS {role}"));
+    println!("{samples} samples of /proc/*/cmdline, pg_dump or pg_restore seen in {clients_seen}");
+    assert!(leaks.is_empty(), "the password is on a command line: {leaks:?}");
+    assert!(clients_seen > 0, "the scan never saw pg_dump run: it proves nothing");
+    assert!(!run.text().contains(&password), "the password was printed");
+
+    let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&database.dir), 0o700, "the backup directory");
+    let dump = database.backups().pop().expect("a backup");
+    assert_eq!(mode(&dump), 0o600, "the dump");
+    assert_eq!(mode(Path::new(&format!("{}.sha256", dump.display()))), 0o600, "its checksum");
+}
+
 /// Off-site storage for a test: a real S3 server, an age key pair, and the environment the backup and
 /// the drill read.
 struct Offsite {

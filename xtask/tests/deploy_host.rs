@@ -149,13 +149,52 @@ impl Stack {
         ["blue", "green"]
             .iter()
             .filter_map(|slot| {
-                std::fs::read_to_string(self.root.join(format!("run/{slot}.pid"))).ok()?.trim().parse().ok()
+                // `PID START`: the pid and when that process started.
+                std::fs::read_to_string(self.root.join(format!("run/{slot}.pid")))
+                    .ok()?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
             })
             .collect()
     }
 
     fn audit(&self) -> String {
         std::fs::read_to_string(self.root.join("audit.log")).unwrap_or_default()
+    }
+}
+
+/// Stops, when dropped, what runs in the slots of a deploy root (by the pid files' first word).
+struct StopSlots(PathBuf);
+
+impl Drop for StopSlots {
+    fn drop(&mut self) {
+        for slot in ["blue", "green"] {
+            let pid = std::fs::read_to_string(self.0.join(format!("run/{slot}.pid"))).unwrap_or_default();
+            if let Some(pid) = pid.split_whitespace().next() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+}
+
+/// Asserts a progress line for every state of the machine.
+fn assert_every_state(run: &Run) {
+    for state in [
+        "PREFLIGHT",
+        "LOCK",
+        "STAGE",
+        "BACKUP",
+        "MIGRATE",
+        "CANDIDATE",
+        "HEALTHY",
+        "SWITCH",
+        "VERIFY",
+        "DRAIN",
+        "FINALIZE",
+    ] {
+        assert!(run.text().contains(&format!("] {state}")), "no line for {state}:\n{}", run.text());
     }
 }
 
@@ -334,21 +373,7 @@ fn deploys_and_automatic_rollbacks_under_load_fail_no_request_and_lose_no_write(
     let stack = Stack::new("load");
     let app = app_binary();
     let first = stack.deploy("r1", &app).ok();
-    for state in [
-        "PREFLIGHT",
-        "LOCK",
-        "STAGE",
-        "BACKUP",
-        "MIGRATE",
-        "CANDIDATE",
-        "HEALTHY",
-        "SWITCH",
-        "VERIFY",
-        "DRAIN",
-        "FINALIZE",
-    ] {
-        assert!(first.text().lines().any(|line| line.contains(state)), "no line for {state}:\n{}", first.text());
-    }
+    assert_every_state(&first);
     assert!(first.text().contains("backed up to"), "the first deploy has migrations pending: {}", first.text());
     assert_eq!(stack.serving(), "r1");
 
@@ -396,7 +421,12 @@ fn deploys_and_automatic_rollbacks_under_load_fail_no_request_and_lose_no_write(
     assert_eq!(stack.serving(), "r1");
     assert!(stack.run(&["deploy", "status"]).ok().text().contains("serving: r1 in the blue slot (previous: r2)"));
     let audit = stack.audit();
-    assert_eq!(audit.lines().filter(|line| line.contains(r#""result":"deployed""#)).count(), 3, "{audit}");
+    assert_eq!(audit.lines().filter(|line| line.contains(r#""result":"deployed""#)).count(), 2, "{audit}");
+    let rollback: serde_json::Value = serde_json::from_str(audit.lines().last().expect("a record")).expect("JSON");
+    assert_eq!(
+        (&rollback["result"], &rollback["release"], &rollback["previous"]),
+        (&"rolled back".into(), &"r1".into(), &"r2".into())
+    );
     assert_eq!(stack.slot_pids().len(), 1, "the old slot was not stopped");
 }
 
@@ -463,6 +493,182 @@ fn unlock_needs_confirmation_stops_the_holder_and_unknown_targets_deploy_nothing
 
     stack.run(&["deploy", "--target", "fly"]).failed(&["--image REF", "nothing was deployed"]);
     stack.run(&["rollback"]).failed(&["nothing was deployed"]);
+}
+
+#[test]
+fn a_failure_between_the_two_link_renames_leaves_the_old_release_serving_and_is_recovered() {
+    let stack = Stack::new("switch");
+    let app = app_binary();
+    stack.deploy("good", &app).ok();
+    let links = || {
+        ["live", "standby"].map(|link| {
+            std::fs::read_link(stack.root.join(format!("run/{link}.sock"))).map(|target| target.display().to_string())
+        })
+    };
+    let with_fault = |release: &str, action: &str| {
+        let binary = app.to_str().expect("utf-8");
+        Run(stack
+            .xtask(&["deploy", "--target", "host", "--release", release, "--binary", binary])
+            .env("XTASK_FAILPOINT", format!("between-links:{action}"))
+            .output()
+            .expect("xtask runs"))
+    };
+
+    // An error (a full disk, say) between the renames: undone on the spot.
+    with_fault("error", "error").failed(&["SWITCH failed", "injected failure", "rolled back automatically"]);
+    assert_eq!(stack.serving(), "good");
+    assert!(stack.audit().contains(r#""result":"rolled back automatically""#));
+    assert!(!stack.root.join("journal.json").exists());
+
+    // SIGTERM there: the way out puts the links back and stops the candidate; the journal stays.
+    let terminated = with_fault("term", "term");
+    assert_eq!(terminated.0.status.code(), Some(128 + 15), "{}", terminated.text());
+    assert_eq!(stack.serving(), "good");
+    assert_eq!(stack.slot_pids().len(), 1, "the candidate was not stopped");
+    assert!(stack.run(&["deploy", "status"]).ok().text().contains("interrupted: the next deploy recovers it"));
+
+    // SIGKILL there: nothing runs on the way out, and both links name the release that served.
+    let killed = with_fault("kill", "kill");
+    assert_eq!(killed.0.status.code(), None, "{}", killed.text());
+    assert!(killed.text().contains("recovering: a deploy of term"), "{}", killed.text());
+    assert_eq!(links().map(Result::ok), [Some("blue.sock".to_owned()), Some("blue.sock".to_owned())]);
+    assert_eq!(stack.serving(), "good");
+
+    let next = stack.deploy("next", &app).ok();
+    assert!(next.text().contains("recovering: a deploy of kill (pid"), "{}", next.text());
+    assert!(next.text().contains("recovered; serving: good"), "{}", next.text());
+    assert_eq!(stack.serving(), "next");
+    assert_eq!(stack.slot_pids().len(), 1);
+    assert_eq!(stack.audit().matches(r#""result":"recovered""#).count(), 2, "{}", stack.audit());
+}
+
+#[test]
+fn a_stale_pid_file_naming_another_process_is_never_signalled() {
+    let stack = Stack::new("stale");
+    let app = app_binary();
+    stack.deploy("good", &app).ok();
+    // An unrelated process that got a pid the standby slot's file names: as after a reboot.
+    let mut bystander = Command::new("sleep").arg("300").spawn().expect("sleep runs");
+    let pid = bystander.id();
+    std::fs::write(stack.root.join("run/green.pid"), format!("{pid}\n")).expect("write");
+    stack.deploy("second", &app).ok();
+    // And with a start time that is not the bystander's (the slot that wrote it has exited).
+    std::fs::write(stack.root.join("run/blue.pid"), format!("{pid} 1\n")).expect("write");
+    stack.deploy("third", &app).ok();
+    assert!(bystander.try_wait().expect("wait").is_none(), "the deploy signalled pid {pid}, which was not its slot");
+    assert_eq!(stack.serving(), "third");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+#[test]
+fn the_service_gets_exactly_deploy_env_not_the_deploying_shell() {
+    let stack = Stack::new("env");
+    let app = app_binary();
+    // Exported in the operator's shell: a stray setting, and a DATABASE_URL_FILE that would clash with
+    // deploy.env's DATABASE_URL if the service inherited it.
+    let run = Run(stack
+        .xtask(&["deploy", "--target", "host", "--release", "clean", "--binary", app.to_str().expect("utf-8")])
+        .env("SHIPSHAPE_STRAY", "from-the-shell")
+        .env("DATABASE_URL_FILE", "/nonexistent/database_url")
+        .output()
+        .expect("xtask runs"))
+    .ok();
+    assert!(run.text().contains("MIGRATE   ok"), "{}", run.text());
+    let pid = stack.slot_pids()[0];
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("the slot's environment");
+    let names: Vec<String> = environ
+        .split(|byte| *byte == 0)
+        .filter_map(|entry| String::from_utf8_lossy(entry).split_once('=').map(|(name, _)| name.to_owned()))
+        .collect();
+    assert!(!names.iter().any(|name| name == "SHIPSHAPE_STRAY" || name == "DATABASE_URL_FILE"), "{names:?}");
+    let deploy_env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
+    for name in &names {
+        let allowed = ["PATH", "LANG", "LC_ALL", "LISTEN_ADDR", "METRICS_ADDR", "APP_RELEASE"].contains(&name.as_str())
+            || deploy_env.lines().any(|line| line.starts_with(&format!("{name}=")));
+        assert!(allowed, "the slot sees {name}, which deploy.env does not set");
+    }
+}
+
+#[test]
+fn status_checks_the_slots_and_fails_once_the_live_release_is_gone() {
+    let stack = Stack::new("status");
+    let app = app_binary();
+    stack.deploy("good", &app).ok();
+    let status = stack.run(&["deploy", "status"]).ok();
+    for line in ["blue slot (live): ready, release good", "green slot (standby): not ready", "live: good answers ready"]
+    {
+        assert!(status.text().contains(line), "missing {line:?} in:\n{}", status.text());
+    }
+    // The records say one thing, the link another.
+    std::os::unix::fs::symlink("green.sock", stack.root.join("run/live.sock.tmp")).expect("link");
+    std::fs::rename(stack.root.join("run/live.sock.tmp"), stack.root.join("run/live.sock")).expect("rename");
+    let disagree = stack.run(&["deploy", "status"]);
+    assert!(
+        disagree.text().contains("records and reality disagree: run/live.sock names the green slot"),
+        "{}",
+        disagree.text()
+    );
+    std::os::unix::fs::symlink("blue.sock", stack.root.join("run/live.sock.tmp")).expect("link");
+    std::fs::rename(stack.root.join("run/live.sock.tmp"), stack.root.join("run/live.sock")).expect("rename");
+
+    let pid = stack.slot_pids()[0];
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill").success());
+    let killed = Instant::now();
+    let mut failed = stack.run(&["deploy", "status"]);
+    while failed.succeeded() && killed.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        failed = stack.run(&["deploy", "status"]);
+    }
+    println!("deploy status failed {:.2} s after the live slot was killed", killed.elapsed().as_secs_f64());
+    failed.failed(&["the live release good in the blue slot does not answer /readyz", "cargo xtask rollback"]);
+}
+
+#[test]
+fn release_ids_that_are_not_names_are_refused_before_anything_runs() {
+    let stack = Stack::new("ids");
+    let app = app_binary();
+    for bad in ["../x", "../releases/good", "a b", "x\nAPP_ENV=development", ".hidden"] {
+        let run = stack.deploy(bad, &app);
+        assert_eq!(run.0.status.code(), Some(2), "{bad:?}: {}", run.text());
+        assert!(run.text().contains("is not a release id"), "{}", run.text());
+    }
+    assert!(
+        !stack.root.join("x").exists()
+            && !stack.root.join("releases").exists()
+            && !stack.root.join("deploy.lock").exists()
+    );
+}
+
+#[test]
+fn the_slots_logs_rotate_with_the_shipped_logrotate_snippet_while_the_slot_keeps_writing() {
+    let stack = Stack::new("logs");
+    stack.deploy("good", &app_binary()).ok();
+    let log = stack.root.join("logs/blue.log");
+    let before = std::fs::read_to_string(&log).expect("the slot's log");
+    assert!(!before.is_empty());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
+    let snippet = std::fs::read_to_string(repo.join("deploy/logrotate/shipshape")).expect("the logrotate snippet");
+    assert!(snippet.contains("/srv/shipshape/logs/"), "{snippet}");
+    let conf = stack.root.join("logrotate.conf");
+    std::fs::write(&conf, snippet.replace("/srv/shipshape/logs/", &format!("{}/logs/", stack.root()))).expect("write");
+    let rotated = Command::new("logrotate")
+        .arg("--force")
+        .arg("--state")
+        .arg(stack.root.join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("logrotate runs (apt-get install logrotate)");
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let old = std::fs::read_to_string(stack.root.join("logs/blue.log.1")).expect("the rotated log");
+    assert!(old.starts_with(&before), "the rotated file lost lines");
+    // The slot still writes, to the start of the truncated file (it appends), with no hole before it.
+    for _ in 0..5 {
+        assert_eq!(stack.serving(), "good");
+    }
+    let now = std::fs::read(&log).expect("the log");
+    assert!(!now.is_empty() && now.len() < old.len() + 4096, "{} bytes after the rotation", now.len());
+    assert!(!now.contains(&0), "the log has a hole of zero bytes: the slot does not append");
 }
 
 /// A real sshd on loopback, with its own host key, client key and an ssh configuration naming it
@@ -557,10 +763,31 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
             &["deploy", "--target", "host", "--release", release, "--binary", app.to_str().expect("utf-8")],
         )
     };
-    let first = deploy("s1").ok();
-    for state in ["PREFLIGHT", "LOCK", "STAGE", "BACKUP", "MIGRATE", "HEALTHY", "SWITCH", "VERIFY", "FINALIZE"] {
-        assert!(first.text().contains(state), "no line for {state}:\n{}", first.text());
-    }
+    // As in Actions: who, what and which run, passed to the remote xtask as arguments.
+    let first = Run(stack
+        .xtask(&["deploy", "--target", "host", "--release", "s1", "--binary", app.to_str().expect("utf-8")])
+        .args(["--ssh", "shipshape-test"])
+        .env("DEPLOY_SSH_CONFIG", &sshd.client_config)
+        .env("GITHUB_ACTOR", "octocat")
+        .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "acme/shipshape")
+        .env("GITHUB_RUN_ID", "42")
+        .output()
+        .expect("xtask runs"))
+    .ok();
+    let record: serde_json::Value =
+        serde_json::from_str(stack.audit().lines().last().expect("a record")).expect("JSON");
+    assert_eq!(
+        (&record["who"], &record["commit"], &record["run_url"], &record["result"]),
+        (
+            &"octocat".into(),
+            &"0123456789abcdef0123456789abcdef01234567".into(),
+            &"https://github.com/acme/shipshape/actions/runs/42".into(),
+            &"deployed".into()
+        )
+    );
+    assert_every_state(&first);
     assert!(first.text().contains("is on shipshape-test as"), "{}", first.text());
     assert_eq!(stack.serving(), "s1");
     deploy("s2").ok();
@@ -599,6 +826,45 @@ fn a_deploy_over_ssh_runs_the_same_machine_on_the_remote_host() {
 
     over_ssh("shipshape-unreachable", &["deploy", "status"])
         .failed(&["ssh could not reach shipshape-unreachable", "DEPLOY_SSH_CONFIG"]);
+}
+
+#[test]
+fn a_root_with_spaces_and_shell_metacharacters_reaches_the_remote_host_intact() {
+    let stack = Stack::new("odd");
+    let sshd = Sshd::start(&stack.root);
+    // Short, so the slots' socket paths still fit in sockaddr_un on a CI runner's longer paths.
+    let root = stack.root.join("a b'$`;&");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let _slots = StopSlots(root.clone());
+    std::fs::copy(stack.root.join("deploy.env"), root.join("deploy.env")).expect("copy");
+    let root_arg = root.to_str().expect("utf-8");
+    let app = app_binary();
+    let over_ssh = |args: &[&str]| {
+        Run(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .args(["--root", root_arg, "--ssh", "shipshape-test"])
+            .env("DEPLOY_SSH_CONFIG", &sshd.client_config)
+            .env_remove("DEPLOY_TARGET")
+            .env_remove("DEPLOY_ROOT")
+            .output()
+            .expect("xtask runs"))
+    };
+    let binary = app.to_str().expect("utf-8");
+    over_ssh(&["deploy", "--target", "host", "--release", "q1", "--binary", binary]).ok();
+    over_ssh(&["deploy", "--target", "host", "--release", "q2", "--binary", binary]).ok();
+    let status = over_ssh(&["deploy", "status"]).ok();
+    assert!(status.text().contains("live: q2 answers ready in the green slot"), "{}", status.text());
+    over_ssh(&["rollback"]).ok();
+    assert!(over_ssh(&["deploy", "status"]).ok().text().contains("live: q1 answers ready in the blue slot"));
+    assert!(root.join("releases/q2/app").is_file() && root.join("bin/xtask").is_file());
+    // Nothing landed beside the root, as a path split at a space or a `;` would have made.
+    let mut beside: Vec<String> = std::fs::read_dir(&stack.root)
+        .expect("read")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, ["a b'$`;&", "deploy.env", "nginx", "ssh"]);
 }
 
 #[test]
@@ -648,6 +914,99 @@ fn slots_run_as_instances_of_the_systemd_unit_when_configured() {
     // Stack::drop stops what runs in a slot by its pid file; the fake kept its own as well.
     let pid = std::fs::read_to_string(stack.root.join("systemd-green.pid")).expect("green runs");
     assert_eq!(stack.slot_pids(), [pid.trim().parse::<u32>().expect("a pid")]);
+}
+
+/// The unprivileged user the non-root deploy runs as, created when missing (we are root); `None` when
+/// we are not root and cannot create one.
+fn deploy_user() -> Option<(u32, u32)> {
+    const USER: &str = "shipshape-deployer";
+    let id = |flag: &str| {
+        let output = Command::new("id").args([flag, USER]).output().ok()?;
+        String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let created = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER])
+            .status()
+            .is_ok_and(|status| status.success());
+        if !created {
+            return None;
+        }
+    }
+    Some((id("-u")?, id("-g")?))
+}
+
+#[test]
+fn a_deploy_user_without_privileges_deploys_through_sudo_for_the_units_only() {
+    let root_uid = std::fs::metadata("/proc/self").map(|own| std::os::unix::fs::MetadataExt::uid(&own));
+    if root_uid.ok() != Some(0) {
+        println!("skipped: creating the unprivileged deploy user needs root, and this test runs as another user");
+        return;
+    }
+    let (uid, gid) = deploy_user().expect("useradd creates the deploy user");
+    let stack = Stack::new("nonroot");
+    let env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
+    std::fs::write(stack.root.join("deploy.env"), format!("{env}DEPLOY_SYSTEMD_UNIT=shipshape@\n")).expect("write");
+    // The deploy user owns the deploy root, as the runbook installs it.
+    assert!(
+        Command::new("chown").args(["-R", &format!("{uid}:{gid}")]).arg(&stack.root).status().expect("chown").success()
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
+    let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+    let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default());
+    let app = app_binary();
+    let deploy = |release: &str| {
+        let mut command = stack.xtask(&[
+            "deploy",
+            "--target",
+            "host",
+            "--release",
+            release,
+            "--binary",
+            app.to_str().expect("utf-8"),
+        ]);
+        std::os::unix::process::CommandExt::uid(&mut command, uid);
+        std::os::unix::process::CommandExt::gid(&mut command, gid);
+        Run(command
+            .env("PATH", &path)
+            .env("FAKE_DIR", &stack.root)
+            .env("SUDOERS", repo.join("deploy/sudo/shipshape"))
+            .env("USER", "shipshape-deployer")
+            // Coverage data goes to root's directory, which this user cannot write.
+            .env_remove("LLVM_PROFILE_FILE")
+            .output()
+            .expect("xtask runs"))
+    };
+    let first = deploy("n1").ok();
+    assert_every_state(&first);
+    assert_eq!(stack.serving(), "n1");
+    deploy("n2").ok();
+    assert_eq!(stack.serving(), "n2");
+
+    let calls = std::fs::read_to_string(stack.root.join("calls.log")).expect("sudo was called");
+    let privileged: Vec<&str> = calls.lines().filter(|line| line.starts_with("sudo ")).collect();
+    assert_eq!(
+        privileged,
+        [
+            "sudo -n systemctl disable --quiet shipshape@blue.service",
+            "sudo -n systemctl stop shipshape@blue.service",
+            "sudo -n systemctl enable --quiet shipshape@blue.service",
+            "sudo -n systemctl restart shipshape@blue.service",
+            "sudo -n systemctl disable --quiet shipshape@green.service",
+            "sudo -n systemctl stop shipshape@green.service",
+            "sudo -n systemctl enable --quiet shipshape@green.service",
+            "sudo -n systemctl restart shipshape@green.service",
+            "sudo -n systemctl disable --quiet shipshape@blue.service",
+            "sudo -n systemctl stop shipshape@blue.service",
+        ]
+    );
+    // Everything the deploy wrote is the deploy user's.
+    for written in ["state.json", "audit.log", "releases/n2/app", "slots/green.env", "run/green.pid"] {
+        let owner = std::fs::metadata(stack.root.join(written)).map(|meta| std::os::unix::fs::MetadataExt::uid(&meta));
+        assert_eq!(owner.ok(), Some(uid), "{written} is not the deploy user's");
+    }
+    let audit = stack.audit();
+    assert!(audit.contains(r#""who":"shipshape-deployer""#), "{audit}");
 }
 
 #[test]

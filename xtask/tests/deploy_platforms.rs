@@ -55,6 +55,20 @@ impl Scratch {
         command
     }
 
+    /// `xtask deploy status --target <target>` with the same environment as a deploy.
+    fn status(&self, target: &str, env: &[(&str, &str)]) -> Run {
+        let deploy = self.command(target, None, env);
+        let mut status = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        status.args(["deploy", "status", "--target", target]);
+        for (name, value) in deploy.get_envs() {
+            match value {
+                Some(value) => status.env(name, value),
+                None => status.env_remove(name),
+            };
+        }
+        Run(status.output().expect("xtask runs"))
+    }
+
     fn deploy(&self, target: &str, image: Option<&str>, env: &[(&str, &str)]) -> Run {
         Run(self.command(target, image, env).output().expect("xtask runs"))
     }
@@ -308,6 +322,35 @@ fn a_running_platform_deploy_holds_off_another_and_a_killed_one_is_recorded_by_t
     let results: Vec<_> = scratch.audit().iter().map(|record| record["result"].as_str().map(str::to_owned)).collect();
     let results: Vec<&str> = results.iter().flatten().map(String::as_str).collect();
     assert_eq!(results, ["deployed", "interrupted", "deployed"]);
+}
+
+#[test]
+fn status_asks_the_platform_what_runs_and_fails_when_it_is_not_healthy() {
+    let scratch = Scratch::new("status");
+    let healthy = scratch.status("kubernetes", &[]).ok();
+    for line in [
+        &format!("serving: {OLD} (revision 3)"),
+        "REVISION  CHANGE-CAUSE",
+        "pods: 2 desired, 2 on the current spec, 2 available",
+    ] {
+        assert!(healthy.text().contains(line), "missing {line:?} in:\n{}", healthy.text());
+    }
+    assert_eq!(
+        scratch.calls(),
+        [kubectl("get deployment app --ignore-not-found --output=json"), kubectl("rollout history deployment/app")]
+    );
+    scratch.status("kubernetes", &[("FAKE_AVAILABLE", "1")]).failed(&["not healthy: 1 of 2 pods available"]);
+    let nothing = scratch.status("kubernetes", &[("FAKE_SERVING", "")]).ok();
+    assert!(nothing.text().contains("serving: nothing: there is no Deployment `app`"), "{}", nothing.text());
+
+    std::fs::write(scratch.dir.join("calls.log"), "").expect("write");
+    let fly_ok = scratch.status("fly", &[]).ok();
+    assert!(fly_ok.text().contains(&format!("serving: {OLD} on 2 machine(s) of shipshape-test")), "{}", fly_ok.text());
+    assert!(fly_ok.text().contains("machine 148e0d1: started"), "{}", fly_ok.text());
+    assert_eq!(scratch.calls(), [fly(FLY_MACHINES)]);
+    scratch.status("fly", &[("FAKE_CHECK", "critical")]).failed(&["fail their checks: 148e0d1, 9080e65"]);
+    scratch.status("fly", &[("FAKE_SERVING", "")]).failed(&["no machine of shipshape-test is started"]);
+    assert!(scratch.audit().is_empty(), "a status wrote an audit record");
 }
 
 /// A database of the test server migrated by the service, and the images' binaries for the fakes'

@@ -45,7 +45,9 @@ struct Service {
 impl Service {
     fn start() -> Self {
         let port = free_port();
-        let child = serve(&format!("127.0.0.1:{port}"), &[], || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        // Reached directly, with no proxy in front: nothing to trust.
+        let direct = [("SILENCED_CHECKS", "security.W021,proxy.W001")];
+        let child = serve(&format!("127.0.0.1:{port}"), &direct, || TcpStream::connect(("127.0.0.1", port)).is_ok());
         Self { child, port }
     }
 }
@@ -76,6 +78,11 @@ fn substitute(text: &str, from: &str, to: &str) -> String {
 
 impl Edge {
     fn start() -> Self {
+        Self::start_with(|conf| conf)
+    }
+
+    /// The edge with shipshape.conf changed by `edit` (the mistakes the checks must catch).
+    fn start_with(edit: impl Fn(String) -> String) -> Self {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("edge-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (conf, (http, https)) = (dir.join("conf"), (free_port(), free_port()));
@@ -100,7 +107,7 @@ impl Edge {
                     let text = substitute(&text, "listen 443", &format!("listen 127.0.0.1:{https}"));
                     let text = substitute(&text, "/var/log/nginx/", &format!("{d}/"));
                     let text = substitute(&text, "/var/www/acme", &format!("{d}/acme"));
-                    text.lines().filter(|line| !line.contains("listen [::]")).collect::<Vec<_>>().join("\n")
+                    edit(text.lines().filter(|line| !line.contains("listen [::]")).collect::<Vec<_>>().join("\n"))
                 }
                 "upstream.conf" => substitute(&text, "/srv/shipshape/run/", &format!("{d}/run/")),
                 "snippets/server-name.conf" => substitute(&text, "shipshape.example.com", "app.test"),
@@ -189,7 +196,7 @@ fn assert_checks(output: &Output, expected: &[(&str, bool)]) {
     }
 }
 
-const ALL_PASS: [(&str, bool); 9] = [
+const ALL_PASS: [(&str, bool); 10] = [
     ("/healthz answers 200", true),
     ("/readyz answers 200", true),
     ("plain HTTP redirects to HTTPS with 308", true),
@@ -197,6 +204,7 @@ const ALL_PASS: [(&str, bool); 9] = [
     ("the security headers are present", true),
     ("no server version", true),
     ("an unknown Host is refused", true),
+    ("TLS sessions are resumed", true),
     ("the protected route answers 401", true),
     ("CORS refuses an unknown origin", true),
 ];
@@ -208,12 +216,36 @@ fn the_service_behind_the_production_nginx_passes_every_check() {
     let output = smoke(&[&url, "--host", "app.test", "--http-port", &edge.http.to_string(), "--insecure"]);
     assert_checks(&output, &ALL_PASS);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("all 9 checks passed"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all 10 checks passed"));
     // Without --host the TLS server name is the bare address, which the default server refuses in the
     // handshake: a service must be smoked by the name it serves.
     let by_address = smoke(&[&url, "--http-port", &edge.http.to_string(), "--insecure"]);
     assert!(!by_address.status.success());
     assert!(lines(&by_address).iter().any(|(passed, line)| !passed && line.starts_with("/healthz answers 200")));
+}
+
+#[test]
+fn a_default_server_without_the_tls_settings_and_a_return_fails_the_edge_checks() {
+    // The default 443 server as nginx's own examples write it: it only refuses unknown names.
+    let edge = Edge::start_with(|conf| {
+        substitute(
+            &conf,
+            "    include shipshape/snippets/tls.conf;\n    ssl_reject_handshake on;\n    return 444;\n",
+            "    ssl_reject_handshake on;\n",
+        )
+    });
+    let url = format!("https://127.0.0.1:{}", edge.https);
+    let output = smoke(&[&url, "--host", "app.test", "--http-port", &edge.http.to_string(), "--insecure"]);
+    let failed: Vec<String> = lines(&output).into_iter().filter(|(passed, _)| !passed).map(|(_, line)| line).collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed[0].contains("Host: smoke-check.invalid in a TLS connection for app.test answered 404"),
+        "{failed:?}"
+    );
+    assert!(
+        failed[1].starts_with("TLS sessions are resumed: a second connection for app.test did not resume"),
+        "{failed:?}"
+    );
 }
 
 #[test]
@@ -231,13 +263,14 @@ fn the_service_over_plain_http_passes_what_http_can_show_and_names_the_rest() {
             ("the security headers are present", true),
             ("no server version", true),
             ("an unknown Host is refused", true),
+            ("TLS sessions are resumed", false),
             ("the protected route answers 401", false),
             ("CORS refuses an unknown origin", true),
         ],
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("2 of 9 checks failed"), "{stderr}");
+    assert!(stderr.contains("3 of 10 checks failed"), "{stderr}");
     assert!(stderr.contains("sent over HTTPS only: smoke the https:// URL"), "{stderr}");
     assert!(stderr.contains("answered 308: plain HTTP is redirected"), "{stderr}");
 }
@@ -277,6 +310,7 @@ fn a_careless_server_fails_with_every_reason_listed() {
             ("the security headers are present", false),
             ("no server version", false),
             ("an unknown Host is refused", true),
+            ("TLS sessions are resumed", false),
             ("the protected route answers 401", false),
             ("CORS refuses an unknown origin", false),
         ],
@@ -296,4 +330,53 @@ fn a_service_that_is_not_there_fails_every_check_and_bad_urls_are_refused() {
     let output = smoke(&["ftp://example.com"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not an http:// or https:// URL"));
+}
+
+/// The runbook's nginx lines (docs/deploy-and-rollback.md, between the `nginx-install` markers), run on a
+/// copy of this machine's /etc/nginx as the distribution installed it, then `nginx -t` on its nginx.conf.
+#[test]
+fn the_runbooks_nginx_steps_work_on_the_distributions_own_configuration() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
+    let runbook = std::fs::read_to_string(repo.join("docs/deploy-and-rollback.md")).expect("the runbook");
+    let (_, block) = runbook.split_once("<!-- nginx-install -->").expect("the nginx-install marker");
+    let (block, _) = block.split_once("<!-- /nginx-install -->").expect("the closing marker");
+    let script: Vec<&str> =
+        block.lines().map(str::trim).filter(|line| !line.starts_with("```") && !line.is_empty()).collect();
+    assert!(script.last().is_some_and(|line| line.starts_with("nginx -t")), "{script:?}");
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nginx-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("etc")).expect("mkdir");
+    let etc = dir.join("etc/nginx");
+    let copied = Command::new("cp").arg("-a").arg("/etc/nginx").arg(dir.join("etc")).status().expect("cp runs");
+    assert!(copied.success() && etc.join("sites-enabled").is_dir(), "a Debian/Ubuntu nginx package is installed");
+    // The distribution's nginx.conf, pointed at the copy: only its absolute /etc/nginx paths change.
+    let nginx_conf = std::fs::read_to_string(etc.join("nginx.conf")).expect("nginx.conf");
+    let etc_path = etc.display().to_string();
+    std::fs::write(etc.join("nginx.conf"), nginx_conf.replace("/etc/nginx", &etc_path)).expect("write");
+    let nginx_t =
+        || Command::new("nginx").arg("-t").arg("-c").arg(etc.join("nginx.conf")).output().expect("nginx runs");
+
+    // Every step but the last (`nginx -t && systemctl reload`), on the copy, from the checkout.
+    let steps = script[..script.len() - 1].join("\n").replace("/etc/nginx", &etc_path);
+    let run = Command::new("sh").arg("-eu").arg("-c").arg(&steps).current_dir(&repo).output().expect("sh runs");
+    assert!(run.status.success(), "{steps}\n{}", String::from_utf8_lossy(&run.stderr));
+    let certificate = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=app.example.com", "-keyout"])
+        .arg(etc.join("tls/privkey.pem"))
+        .arg("-out")
+        .arg(etc.join("tls/fullchain.pem"))
+        .output()
+        .expect("openssl runs");
+    assert!(certificate.status.success());
+    let tested = nginx_t();
+    assert!(tested.status.success(), "nginx -t: {}", String::from_utf8_lossy(&tested.stderr));
+
+    // Without the step that removes the distribution's default site, nginx refuses the configuration.
+    std::os::unix::fs::symlink("/etc/nginx/sites-available/default", etc.join("sites-enabled/default")).expect("link");
+    let clash = nginx_t();
+    assert!(!clash.status.success());
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("duplicate default server"), "{clash:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

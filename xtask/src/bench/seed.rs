@@ -38,7 +38,7 @@ pub(crate) fn database(server_url: &str, app: &Utf8Path) -> Result<ScratchDataba
         "--set",
         &format!("notes={NOTES}"),
     ]);
-    client::output(with_script(psql, SEED)?, "seeding the benchmark database")?;
+    crate::process::output(with_script(psql, SEED)?, "seeding the benchmark database")?;
     Ok(scratch)
 }
 

@@ -87,7 +87,7 @@ fn answers_ok(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> bool {
     }
     let target = http_probe::Target { https: false, host: addr.ip().to_string(), port: addr.port() };
     let host = addr.to_string();
-    let request = http_probe::Request { method: "GET", path, host: &host, headers };
+    let request = http_probe::Request { method: "GET", path, host: &host, server_name: None, headers };
     matches!(http_probe::send(&target, &request, false), Ok(http_probe::Reply::Response(response)) if response.status == 200)
 }
 

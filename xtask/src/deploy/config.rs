@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
 
-use super::slots::Slot;
+use super::layout::{Layout, Slot};
+use crate::process;
 
 /// The `DEPLOY_*` keys deploy.env may set, with their defaults.
 const SETTINGS: [(&str, &str); 8] = [
@@ -31,7 +31,7 @@ const MAX_SOCKET_PATH: usize = 100;
 
 #[derive(Debug, Clone)]
 pub(crate) struct HostConfig {
-    pub(crate) root: Utf8PathBuf,
+    pub(crate) layout: Layout,
     pub(crate) app_env: Vec<(String, String)>,
     blue_metrics: String,
     green_metrics: String,
@@ -46,8 +46,8 @@ pub(crate) struct HostConfig {
 }
 
 impl HostConfig {
-    pub(crate) fn load(root: &Utf8Path) -> Result<Self> {
-        let file = root.join("deploy.env");
+    pub(crate) fn load(layout: &Layout) -> Result<Self> {
+        let file = layout.deploy_env();
         let text = std::fs::read_to_string(&file).with_context(|| {
             format!("{file} is missing: the host target reads the service's environment and DEPLOY_* settings from it (see deploy/host.env.example)")
         })?;
@@ -87,7 +87,7 @@ impl HostConfig {
             Ok(Duration::from_secs_f64(parsed))
         };
         let config = Self {
-            root: root.to_owned(),
+            layout: layout.clone(),
             app_env,
             blue_metrics: get("DEPLOY_BLUE_METRICS_ADDR"),
             green_metrics: get("DEPLOY_GREEN_METRICS_ADDR"),
@@ -102,7 +102,7 @@ impl HostConfig {
                 format!("{file}: DEPLOY_VERIFY_BACKUP_MAX is not a size (bytes, or e.g. 512MiB, 1GiB)")
             })?,
         };
-        let longest = config.socket(Slot::Green);
+        let longest = layout.socket(Slot::Green);
         if longest.as_str().len() > MAX_SOCKET_PATH {
             bail!(
                 "{longest} is too long for a unix socket path: use a --root of at most {} bytes",
@@ -112,19 +112,10 @@ impl HostConfig {
         Ok(config)
     }
 
-    /// The unix socket the slot's service listens on.
-    pub(crate) fn socket(&self, slot: Slot) -> Utf8PathBuf {
-        self.root.join(format!("run/{}.sock", slot.name()))
-    }
-
-    /// The link nginx connects through: it names the socket of the slot that serves.
-    pub(crate) fn live_socket(&self) -> Utf8PathBuf {
-        self.root.join("run/live.sock")
-    }
-
-    /// The link nginx falls back to when the live slot refuses: it names the other slot's socket.
-    pub(crate) fn standby_socket(&self) -> Utf8PathBuf {
-        self.root.join("run/standby.sock")
+    /// `program` with the service's environment: exactly deploy.env's keys, none of the deploying
+    /// shell's (PATH and the locale aside), for the slots, the pre-deploy check and the migrations.
+    pub(crate) fn service(&self, program: &camino::Utf8Path) -> std::process::Command {
+        process::service(program, self.app_env.iter().map(|(key, value)| (key, value)))
     }
 
     /// The slot's metrics address.

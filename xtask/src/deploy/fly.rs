@@ -8,7 +8,11 @@ use camino::Utf8PathBuf;
 use serde_json::Value;
 
 use super::image::Image;
-use super::platform::{Cli, Platform};
+use super::layout::ReleaseId;
+use super::machine::Work;
+use super::platform::{self, Cli, Platform, Shipped};
+use super::records::Kind;
+use super::state::State;
 use crate::project;
 
 /// Fly's placeholder in the committed fly.toml, to be replaced with the app's name.
@@ -22,12 +26,17 @@ pub(crate) struct Fly {
     flyctl: Option<Cli>,
     app: String,
     /// The image every machine ran before this deploy: what an undo deploys again.
-    previous: Option<String>,
+    shipped: Shipped,
 }
 
 impl Fly {
-    pub(crate) fn new() -> Self {
-        Self { config: project::root().join("deploy/fly.toml"), flyctl: None, app: String::new(), previous: None }
+    pub(crate) fn new(release: &ReleaseId, image: Image) -> Self {
+        Self {
+            config: project::root().join("deploy/fly.toml"),
+            flyctl: None,
+            app: String::new(),
+            shipped: Shipped { release: release.clone(), image, previous: None },
+        }
     }
 
     fn flyctl(&self) -> Result<&Cli> {
@@ -38,18 +47,8 @@ impl Fly {
         self.flyctl()?.run(&["deploy", "--config", self.config.as_str(), "--image", image])
     }
 
-    /// The app's machines (not the release command's), as `flyctl machines list --json` describes them.
     fn machines(&self) -> Result<Vec<Value>> {
-        let list = self.flyctl()?.json(&["machines", "list", "--app", &self.app, "--json"], true)?;
-        Ok(list
-            .as_ref()
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|machine| machine["config"]["metadata"]["fly_process_group"] != RELEASE_COMMAND_GROUP)
-            .filter(|machine| !matches!(machine["state"].as_str(), Some("destroyed" | "destroying")))
-            .cloned()
-            .collect())
+        machines(self.flyctl()?, &self.app)
     }
 
     /// Every machine runs `image`, and every started one passes its checks.
@@ -87,16 +86,70 @@ impl Fly {
     }
 }
 
+/// The app's machines (not the release command's), as `flyctl machines list --json` describes them.
+fn machines(flyctl: &Cli, app: &str) -> Result<Vec<Value>> {
+    let list = flyctl.json(&["machines", "list", "--app", app, "--json"], true)?;
+    Ok(list
+        .as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|machine| machine["config"]["metadata"]["fly_process_group"] != RELEASE_COMMAND_GROUP)
+        .filter(|machine| !matches!(machine["state"].as_str(), Some("destroyed" | "destroying")))
+        .cloned()
+        .collect())
+}
+
+/// `deploy status --target fly`: what Fly says runs, machine by machine; an error when no machine is
+/// started or a started one fails its checks.
+pub(crate) fn status() -> Result<()> {
+    let path = project::root().join("deploy/fly.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let config: toml::Table = toml::from_str(&text).with_context(|| format!("{path} is not valid TOML"))?;
+    let app = config.get("app").and_then(toml::Value::as_str).context("deploy/fly.toml names no app")?;
+    let flyctl = Cli::find("flyctl", "install it (https://fly.io/docs/flyctl/install/) and set FLY_API_TOKEN")?;
+    let machines = machines(&flyctl, app)?;
+    let mut images: Vec<&str> = machines.iter().filter_map(|machine| machine["config"]["image"].as_str()).collect();
+    images.sort_unstable();
+    images.dedup();
+    match images.as_slice() {
+        [] => println!("serving: no machine of {app} runs"),
+        [image] => println!("serving: {image} on {} machine(s) of {app}", machines.len()),
+        _ => println!("serving: the machines of {app} run different images: {}", images.join(", ")),
+    }
+    let mut failing = Vec::new();
+    for machine in &machines {
+        let checks = machine["checks"].as_array().cloned().unwrap_or_default();
+        let passing = checks.iter().filter(|check| check["status"] == "passing").count();
+        println!(
+            "machine {}: {}, {}, {passing}/{} checks passing",
+            machine["id"].as_str().unwrap_or("?"),
+            machine["state"].as_str().unwrap_or("?"),
+            machine["config"]["image"].as_str().unwrap_or("?"),
+            checks.len()
+        );
+        if machine["state"] == "started" && passing < checks.len() {
+            failing.push(machine["id"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    if !machines.iter().any(|machine| machine["state"] == "started") {
+        bail!("no machine of {app} is started: the app is not serving");
+    }
+    if !failing.is_empty() {
+        bail!("machines of {app} fail their checks: {}", failing.join(", "));
+    }
+    Ok(())
+}
+
 /// True when the machine runs `image`: by its configured reference, or by the digest Fly resolved.
 fn runs(machine: &Value, image: &Image) -> bool {
     let configured = machine["config"]["image"].as_str().unwrap_or_default();
     image.is(configured) || image.digest().is_some_and(|digest| machine["image_ref"]["digest"] == digest)
 }
 
-impl Platform for Fly {
-    const NAME: &'static str = "fly";
-
-    fn preflight(&mut self, _image: &Image) -> Result<()> {
+impl Fly {
+    /// PREFLIGHT: flyctl is there and deploy/fly.toml is fit to deploy.
+    fn preflight(&mut self) -> Result<()> {
         let flyctl = Cli::find("flyctl", "install it (https://fly.io/docs/flyctl/install/) and set FLY_API_TOKEN")?;
         let text = std::fs::read_to_string(&self.config).with_context(|| format!("reading {}", self.config))?;
         let config: toml::Table =
@@ -111,6 +164,7 @@ impl Platform for Fly {
         Ok(())
     }
 
+    /// The one image every machine runs now, kept for an undo.
     fn serving(&mut self) -> Result<Option<String>> {
         let mut images: Vec<String> = self
             .machines()?
@@ -122,8 +176,8 @@ impl Platform for Fly {
         match images.as_slice() {
             [] => Ok(None),
             [image] => {
-                self.previous = Some(image.clone());
-                Ok(self.previous.clone())
+                self.shipped.previous = Some(image.clone());
+                Ok(self.shipped.previous.clone())
             }
             _ => bail!(
                 "the machines of {} run different images ({}): no single release to go back to if this deploy fails; \
@@ -134,35 +188,53 @@ impl Platform for Fly {
         }
     }
 
-    fn skipped(&self, state: &str) -> Option<&'static str> {
-        match state {
-            "MIGRATE" => Some("fly.toml's release_command runs it within flyctl deploy, before any machine changes"),
-            "HEALTHY" => Some("flyctl deploy waits for the new machines' checks"),
-            "SWITCH" => Some("Fly's proxy moves traffic as flyctl deploy replaces the machines"),
-            "DRAIN" => Some("Fly stops the old machines: kill_signal, then kill_timeout"),
-            _ => None,
-        }
-    }
-
-    fn run(&mut self, state: &'static str, image: &Image) -> Result<()> {
-        match state {
-            "CANDIDATE" => self.deploy(&image.to_string()),
-            "VERIFY" => self.verify(image),
-            _ => bail!("the fly target has no work for {state}"),
-        }
-    }
-
-    fn undo(&mut self, failed_in: &str) -> Result<()> {
-        let previous = self.previous.clone().context("no machine ran before this deploy")?;
+    /// The image that served, deployed again unless every machine still runs it.
+    fn put_back(&self, failed_in: State) -> Result<()> {
+        let previous = self.shipped.previous.clone().context("no machine ran before this deploy")?;
         let previous_image = Image::parse(&previous)?;
         // A deploy that flyctl itself failed may have changed nothing (a failed release_command stops it
         // before any machine); deploying the previous image again would rerun its release_command for nothing.
-        if failed_in == "CANDIDATE" && self.verify(&previous_image).is_ok() {
+        if failed_in == State::Candidate && self.verify(&previous_image).is_ok() {
             println!("deploy: every machine still runs {previous}: nothing to undo");
             return Ok(());
         }
         self.deploy(&previous)?;
         self.verify(&previous_image)
+    }
+}
+
+impl Platform for Fly {
+    const KIND: Kind = Kind::Fly;
+
+    fn shipped(&self) -> &Shipped {
+        &self.shipped
+    }
+
+    fn work(&mut self, state: State) -> Result<Work> {
+        match state {
+            State::Preflight => self.preflight()?,
+            State::Lock => self.shipped.previous = self.serving()?,
+            State::Stage => return Ok(Work::Skipped(platform::STAGED)),
+            State::Backup => return Ok(Work::Skipped(platform::NO_BACKUP)),
+            State::Migrate => {
+                return Ok(Work::Skipped(
+                    "fly.toml's release_command runs it within flyctl deploy, before any machine changes",
+                ));
+            }
+            State::Candidate => self.deploy(&self.shipped.image.to_string())?,
+            State::Healthy => return Ok(Work::Skipped("flyctl deploy waits for the new machines' checks")),
+            State::Switch => {
+                return Ok(Work::Skipped("Fly's proxy moves traffic as flyctl deploy replaces the machines"));
+            }
+            State::Verify => self.verify(&self.shipped.image)?,
+            State::Drain => return Ok(Work::Skipped("Fly stops the old machines: kill_signal, then kill_timeout")),
+            State::Finalize => {}
+        }
+        Ok(Work::Done)
+    }
+
+    fn revert(&mut self, failed_in: State) -> Result<()> {
+        self.put_back(failed_in)
     }
 }
 

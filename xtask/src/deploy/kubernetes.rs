@@ -5,12 +5,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 
 use super::image::Image;
-use super::platform::{Cli, Platform};
+use super::layout::{Layout, ReleaseId};
+use super::machine::Work;
+use super::platform::{self, Cli, Platform, Shipped};
+use super::records::Kind;
+use super::state::State;
 use crate::project;
 
 const DEPLOYMENT: &str = "app";
@@ -32,17 +36,19 @@ pub(crate) struct Kubernetes {
     job_deadline: Duration,
     /// The Deployment's revision before this deploy: what an undo returns to.
     previous_revision: Option<String>,
+    shipped: Shipped,
 }
 
 impl Kubernetes {
-    pub(crate) fn new(root: &Utf8Path) -> Self {
+    pub(crate) fn new(layout: &Layout, release: &ReleaseId, image: Image) -> Self {
         Self {
             source: project::root().join("deploy/k8s"),
-            rendered: root.join("kubernetes.yaml"),
+            rendered: layout.kubernetes_manifests(),
             kubectl: None,
             namespace: String::new(),
             job_deadline: Duration::ZERO,
             previous_revision: None,
+            shipped: Shipped { release: release.clone(), image, previous: None },
         }
     }
 
@@ -101,20 +107,14 @@ impl Kubernetes {
         }
         Ok(())
     }
-}
 
-impl Platform for Kubernetes {
-    const NAME: &'static str = "kubernetes";
-
-    fn preflight(&mut self, image: &Image) -> Result<()> {
+    /// PREFLIGHT: kubectl is there, deploy/k8s renders for the image, and the rendering is fit to deploy.
+    fn preflight(&mut self) -> Result<()> {
+        let image = &self.shipped.image.clone();
         let kubectl =
             Cli::find("kubectl", "install it and point it at the cluster (KUBECONFIG or its current context)")?;
-        let file = self.source.join("kustomization.yaml");
-        let kustomization: Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?)
-                .with_context(|| format!("{file} is not YAML"))?;
-        self.namespace =
-            kustomization["namespace"].as_str().context("kustomization.yaml sets no namespace")?.to_owned();
+        let (kustomization, namespace) = kustomization(&self.source)?;
+        self.namespace = namespace;
         let placeholders: Vec<&str> = kustomization["images"]
             .as_sequence()
             .into_iter()
@@ -151,6 +151,7 @@ impl Platform for Kubernetes {
         Ok(())
     }
 
+    /// The image serving now, and the revision an undo goes back to.
     fn serving(&mut self) -> Result<Option<String>> {
         let Some(deployment) = self.get("deployment", DEPLOYMENT, true)? else {
             return Ok(None);
@@ -162,32 +163,90 @@ impl Platform for Kubernetes {
         Ok(app.and_then(|container| container["image"].as_str()).map(str::to_owned))
     }
 
-    fn skipped(&self, state: &str) -> Option<&'static str> {
-        match state {
-            "SWITCH" => Some("the rolling update moves traffic pod by pod, as each new pod becomes ready"),
-            "DRAIN" => Some("Kubernetes drains each old pod: preStop sleep, then SIGTERM and the grace period"),
-            _ => None,
-        }
-    }
-
-    fn run(&mut self, state: &'static str, image: &Image) -> Result<()> {
-        let deployment = format!("deployment/{DEPLOYMENT}");
-        match state {
-            "MIGRATE" => self.migrate(),
-            "CANDIDATE" => self.kubectl()?.run(&["apply", "--filename", self.rendered.as_str()]),
-            "HEALTHY" => self.kubectl()?.run(&["rollout", "status", &deployment, ROLLOUT_TIMEOUT]),
-            "VERIFY" => self.verify(image),
-            _ => bail!("the kubernetes target has no work for {state}"),
-        }
-    }
-
-    fn undo(&mut self, _failed_in: &str) -> Result<()> {
+    /// Back to the revision that served.
+    fn put_back(&self) -> Result<()> {
         let revision = self.previous_revision.as_deref().context("the Deployment had no revision to go back to")?;
         let (kubectl, deployment) = (self.kubectl()?, format!("deployment/{DEPLOYMENT}"));
         // To the revision that served, not merely the one before: the apply may not have made a new one.
         kubectl.run(&["rollout", "undo", &deployment, &format!("--to-revision={revision}")])?;
         kubectl.run(&["rollout", "status", &deployment, ROLLOUT_TIMEOUT])
     }
+}
+
+impl Platform for Kubernetes {
+    const KIND: Kind = Kind::Kubernetes;
+
+    fn shipped(&self) -> &Shipped {
+        &self.shipped
+    }
+
+    fn work(&mut self, state: State) -> Result<Work> {
+        let deployment = format!("deployment/{DEPLOYMENT}");
+        match state {
+            State::Preflight => self.preflight()?,
+            State::Lock => self.shipped.previous = self.serving()?,
+            State::Stage => return Ok(Work::Skipped(platform::STAGED)),
+            State::Backup => return Ok(Work::Skipped(platform::NO_BACKUP)),
+            State::Migrate => self.migrate()?,
+            State::Candidate => self.kubectl()?.run(&["apply", "--filename", self.rendered.as_str()])?,
+            State::Healthy => self.kubectl()?.run(&["rollout", "status", &deployment, ROLLOUT_TIMEOUT])?,
+            State::Switch => {
+                return Ok(Work::Skipped("the rolling update moves traffic pod by pod, as each new pod becomes ready"));
+            }
+            State::Verify => self.verify(&self.shipped.image)?,
+            State::Drain => {
+                return Ok(Work::Skipped(
+                    "Kubernetes drains each old pod: preStop sleep, then SIGTERM and the grace period",
+                ));
+            }
+            State::Finalize => {}
+        }
+        Ok(Work::Done)
+    }
+
+    fn revert(&mut self, _failed_in: State) -> Result<()> {
+        self.put_back()
+    }
+}
+
+/// `deploy status --target kubernetes`: the Deployment's rollout history and what it runs; an error
+/// when not every pod runs the Deployment's spec and is available.
+pub(crate) fn status() -> Result<()> {
+    let source = project::root().join("deploy/k8s");
+    let (_, namespace) = kustomization(&source)?;
+    let kubectl = Cli::find("kubectl", "install it and point it at the cluster (KUBECONFIG or its current context)")?
+        .with(&["--namespace", &namespace]);
+    let deployment = format!("deployment/{DEPLOYMENT}");
+    let Some(current) =
+        kubectl.json(&["get", "deployment", DEPLOYMENT, "--ignore-not-found", "--output=json"], true)?
+    else {
+        println!("serving: nothing: there is no Deployment `{DEPLOYMENT}` in the namespace {namespace}");
+        return Ok(());
+    };
+    kubectl.run(&["rollout", "history", &deployment])?;
+    let containers = current["spec"]["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let images: Vec<&str> = containers.iter().filter_map(|container| container["image"].as_str()).collect();
+    let revision = current["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap_or("?");
+    println!("serving: {} (revision {revision})", images.join(", "));
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    let status = &current["status"];
+    let (replicas, updated, available) =
+        (number(&status["replicas"]), number(&status["updatedReplicas"]), number(&status["availableReplicas"]));
+    println!("pods: {replicas} desired, {updated} on the current spec, {available} available");
+    if replicas == 0 || available < replicas || updated < replicas {
+        bail!("the Deployment is not healthy: {available} of {replicas} pods available, {updated} on the current spec");
+    }
+    Ok(())
+}
+
+/// deploy/k8s's kustomization.yaml, and the namespace it deploys into.
+fn kustomization(source: &camino::Utf8Path) -> Result<(Value, String)> {
+    let file = source.join("kustomization.yaml");
+    let kustomization: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?)
+            .with_context(|| format!("{file} is not YAML"))?;
+    let namespace = kustomization["namespace"].as_str().context("kustomization.yaml sets no namespace")?.to_owned();
+    Ok((kustomization, namespace))
 }
 
 fn is(document: &Value, kind: &str, name: &str) -> bool {

@@ -7,15 +7,33 @@
 
 use anyhow::Result;
 
-use super::config::HostConfig;
-use super::records::link_atomically;
-use super::slots::Slot;
+use super::layout::{Layout, Slot, link_atomically};
 
-/// Points the live link at `active`'s socket and the standby link at the other slot's.
-pub(crate) fn switch(config: &HostConfig, active: Slot) -> Result<()> {
+/// SWITCH to `active`: the standby link first names the slot serving now, then the live link names
+/// `active`. Between the two renames both links name the release that already served, so a crash or a
+/// signal there leaves it serving.
+pub(crate) fn switch(layout: &Layout, active: Slot) -> Result<()> {
     // Relative, so the whole root can move (or be mounted elsewhere) without breaking the links.
-    link_atomically(&config.live_socket(), &format!("{}.sock", active.name()))?;
-    link_atomically(&config.standby_socket(), &format!("{}.sock", active.other().name()))
+    link_atomically(&layout.standby_socket(), &socket(active.other()))?;
+    crate::failpoint::reach("between-links")?;
+    link_atomically(&layout.live_socket(), &socket(active))
+}
+
+/// Back to `active`, the release that served before (an undo, a recovery): the live link first, so
+/// that between the renames both links name `active`.
+pub(crate) fn restore(layout: &Layout, active: Slot) -> Result<()> {
+    link_atomically(&layout.live_socket(), &socket(active))?;
+    link_atomically(&layout.standby_socket(), &socket(active.other()))
+}
+
+fn socket(slot: Slot) -> String {
+    format!("{}.sock", slot.name())
+}
+
+/// The slot the live link names now, if it names one.
+pub(crate) fn live(layout: &Layout) -> Option<Slot> {
+    let target = std::fs::read_link(layout.live_socket()).ok()?;
+    [Slot::Blue, Slot::Green].into_iter().find(|slot| target.as_os_str() == socket(*slot).as_str())
 }
 
 #[cfg(test)]
@@ -28,17 +46,19 @@ mod tests {
             .expect("utf-8")
             .join(format!("live-{}", std::process::id()));
         std::fs::create_dir_all(root.join("run")).expect("mkdir");
-        std::fs::write(root.join("deploy.env"), "").expect("write");
-        let config = HostConfig::load(&root).expect("config");
+        let layout = Layout::new(&root);
         let links = || {
-            [config.live_socket(), config.standby_socket()]
+            [layout.live_socket(), layout.standby_socket()]
                 .map(|path| std::fs::read_link(path).ok().and_then(|target| target.to_str().map(str::to_owned)))
         };
         assert_eq!(links(), [None, None]);
-        switch(&config, Slot::Blue).expect("switch");
+        switch(&layout, Slot::Blue).expect("switch");
         assert_eq!(links(), [Some("blue.sock".to_owned()), Some("green.sock".to_owned())]);
-        switch(&config, Slot::Green).expect("switch");
+        switch(&layout, Slot::Green).expect("switch");
         assert_eq!(links(), [Some("green.sock".to_owned()), Some("blue.sock".to_owned())]);
+        assert_eq!(live(&layout), Some(Slot::Green));
+        restore(&layout, Slot::Blue).expect("restore");
+        assert_eq!(links(), [Some("blue.sock".to_owned()), Some("green.sock".to_owned())]);
         assert!(!root.join("run/live.sock.next").exists() && !root.join("run/standby.sock.next").exists());
         let _ = std::fs::remove_dir_all(root);
     }

@@ -6,7 +6,9 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
+
+use super::layout::Layout;
+use crate::process::{self, Signal};
 
 /// Held while the value lives.
 #[derive(Debug)]
@@ -14,17 +16,13 @@ pub(crate) struct Lock {
     _file: File,
 }
 
-pub(crate) fn path(root: &Utf8Path) -> Utf8PathBuf {
-    root.join("deploy.lock")
-}
-
 /// Who holds (or last held) the lock, as the holder wrote it.
-pub(crate) fn holder(root: &Utf8Path) -> String {
-    std::fs::read_to_string(path(root)).map(|text| text.trim().to_owned()).unwrap_or_default()
+pub(crate) fn holder(layout: &Layout) -> String {
+    std::fs::read_to_string(layout.lock()).map(|text| text.trim().to_owned()).unwrap_or_default()
 }
 
-fn open(root: &Utf8Path) -> Result<File> {
-    let path = path(root);
+fn open(layout: &Layout) -> Result<File> {
+    let path = layout.lock();
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -35,17 +33,17 @@ fn open(root: &Utf8Path) -> Result<File> {
 }
 
 /// Takes the lock without waiting; a held lock is refused with its holder.
-pub(crate) fn acquire(root: &Utf8Path, what: &str) -> Result<Lock> {
-    let mut file = open(root)?;
+pub(crate) fn acquire(layout: &Layout, what: &str) -> Result<Lock> {
+    let mut file = open(layout)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             bail!(
                 "another deploy holds the lock ({}): wait for it to finish; `cargo xtask deploy lock` shows the holder",
-                holder(root)
+                holder(layout)
             )
         }
-        Err(TryLockError::Error(error)) => return Err(error).with_context(|| format!("locking {}", path(root))),
+        Err(TryLockError::Error(error)) => return Err(error).with_context(|| format!("locking {}", layout.lock())),
     }
     let record = serde_json::json!({
         "pid": std::process::id(),
@@ -60,8 +58,8 @@ pub(crate) fn acquire(root: &Utf8Path, what: &str) -> Result<Lock> {
 }
 
 /// True when some process holds the lock now.
-pub(crate) fn is_held(root: &Utf8Path) -> Result<bool> {
-    let file = open(root)?;
+pub(crate) fn is_held(layout: &Layout) -> Result<bool> {
+    let file = open(layout)?;
     match file.try_lock() {
         Ok(()) => Ok(false),
         Err(TryLockError::WouldBlock) => Ok(true),
@@ -70,21 +68,21 @@ pub(crate) fn is_held(root: &Utf8Path) -> Result<bool> {
 }
 
 /// `cargo xtask deploy unlock`: ends the holder (SIGTERM, so it cleans up) and waits for the lock.
-pub(crate) fn force_unlock(root: &Utf8Path) -> Result<()> {
-    if !is_held(root)? {
+pub(crate) fn force_unlock(layout: &Layout) -> Result<()> {
+    if !is_held(layout)? {
         println!("deploy: the lock is free (a deploy that died released it with its process)");
         return Ok(());
     }
     let mut text = String::new();
-    open(root)?.read_to_string(&mut text)?;
+    open(layout)?.read_to_string(&mut text)?;
     let pid = serde_json::from_str::<serde_json::Value>(text.trim())
         .ok()
         .and_then(|record| record["pid"].as_u64())
         .context("the lock is held but its file names no holder pid: find the process with `fuser deploy.lock`")?;
     println!("deploy: stopping the lock holder, pid {pid} ({})", text.trim());
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    process::signal_pid(u32::try_from(pid)?, Signal::Term);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while is_held(root)? {
+    while is_held(layout)? {
         if Instant::now() > deadline {
             bail!("pid {pid} still holds the lock after 30 s: `kill -KILL {pid}` frees it");
         }

@@ -6,6 +6,7 @@ mod fly;
 mod host;
 mod image;
 mod kubernetes;
+mod layout;
 mod live;
 mod lock;
 mod machine;
@@ -14,11 +15,16 @@ mod records;
 mod remote;
 mod restorable;
 mod slots;
+mod state;
+mod status;
 mod systemd;
 
 use anyhow::{Context as _, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
+
+use layout::{Layout, ReleaseId};
+use records::{Origin, Outcome};
 
 use crate::project;
 
@@ -26,12 +32,14 @@ use crate::project;
 pub(crate) struct DeployArgs {
     #[command(subcommand)]
     action: Option<DeployAction>,
-    /// Where to deploy (or DEPLOY_TARGET); nothing is deployed without one.
-    #[arg(long, value_enum)]
+    /// Where to deploy (or DEPLOY_TARGET); nothing is deployed without one. With `status`: which
+    /// target to ask (default host).
+    #[arg(long, value_enum, global = true)]
     target: Option<Target>,
-    /// The release id (default: UTC time and the commit, e.g. 20261123T2015-1a2b3c4d).
-    #[arg(long)]
-    release: Option<String>,
+    /// The release id (default: UTC time and the commit, e.g. 20261123T2015-1a2b3c4d): letters,
+    /// digits, `.`, `_` and `-`, at most 64.
+    #[arg(long, value_parser = parse_release)]
+    release: Option<ReleaseId>,
     /// The service binary to ship (default: target/release/app, built first).
     #[arg(long)]
     binary: Option<Utf8PathBuf>,
@@ -52,6 +60,45 @@ pub(crate) struct RootArg {
     /// DEPLOY_SSH_CONFIG names an ssh configuration file).
     #[arg(long, global = true, value_name = "DEST")]
     ssh: Option<String>,
+    #[command(flatten)]
+    origin: OriginArgs,
+}
+
+/// Who deploys, from what: recorded in the audit log. Over ssh these are passed on as arguments.
+#[derive(Args, Debug, Default)]
+pub(crate) struct OriginArgs {
+    /// Who deploys (default: GITHUB_ACTOR, else the login name).
+    #[arg(long, global = true, hide = true)]
+    actor: Option<String>,
+    /// The commit deployed (default: GITHUB_SHA).
+    #[arg(long, global = true, hide = true)]
+    commit: Option<String>,
+    /// The workflow run that deploys (default: from GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_RUN_ID).
+    #[arg(long, global = true, hide = true)]
+    run_url: Option<String>,
+}
+
+impl OriginArgs {
+    fn get(&self) -> Origin {
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let run_url = || {
+            Some(format!(
+                "{}/{}/actions/runs/{}",
+                env("GITHUB_SERVER_URL")?,
+                env("GITHUB_REPOSITORY")?,
+                env("GITHUB_RUN_ID")?
+            ))
+        };
+        Origin {
+            who: self.actor.clone().unwrap_or_else(records::who),
+            commit: self.commit.clone().or_else(|| env("GITHUB_SHA")),
+            run_url: self.run_url.clone().or_else(run_url),
+        }
+    }
+}
+
+fn parse_release(id: &str) -> Result<ReleaseId> {
+    ReleaseId::parse(id)
 }
 
 impl RootArg {
@@ -78,7 +125,8 @@ impl RootArg {
 
 #[derive(Subcommand, Debug)]
 enum DeployAction {
-    /// What serves now, the previous release, a deploy in progress, the last audit records.
+    /// What serves now and whether it answers healthy (fails when not), the previous release, a deploy
+    /// in progress, the last audit records; where the records and reality disagree.
     Status,
     /// Who holds the deploy lock.
     Lock,
@@ -98,36 +146,45 @@ pub(crate) enum Target {
 }
 
 pub(crate) fn run(args: &DeployArgs) -> Result<()> {
-    let root = args.root.get();
+    let layout = Layout::new(&args.root.get());
+    let origin = args.root.origin.get();
     let remote = args.root.remote()?;
     if let (Some(remote), Some(action)) = (&remote, &args.action) {
         return match action {
-            DeployAction::Status => remote.xtask(&root, &["deploy", "status"]),
-            DeployAction::Lock => remote.xtask(&root, &["deploy", "lock"]),
-            DeployAction::Unlock { yes_stop_the_holder: false } => remote.xtask(&root, &["deploy", "unlock"]),
+            DeployAction::Status => remote.xtask(&layout, &["deploy", "status"], &origin),
+            DeployAction::Lock => remote.xtask(&layout, &["deploy", "lock"], &origin),
+            DeployAction::Unlock { yes_stop_the_holder: false } => {
+                remote.xtask(&layout, &["deploy", "unlock"], &origin)
+            }
             DeployAction::Unlock { yes_stop_the_holder: true } => {
-                remote.xtask(&root, &["deploy", "unlock", "--yes-stop-the-holder"])
+                remote.xtask(&layout, &["deploy", "unlock", "--yes-stop-the-holder"], &origin)
             }
         };
     }
     match &args.action {
-        Some(DeployAction::Status) => return status(&root),
+        Some(DeployAction::Status) => {
+            return match args.target {
+                Some(Target::Kubernetes) => kubernetes::status(),
+                Some(Target::Fly) => fly::status(),
+                Some(Target::Host) | None => status::host(&layout),
+            };
+        }
         Some(DeployAction::Lock) => {
-            let held = lock::is_held(&root)?;
-            println!("deploy lock {}: {}", lock::path(&root), if held { "HELD" } else { "free" });
+            let held = lock::is_held(&layout)?;
+            println!("deploy lock {}: {}", layout.lock(), if held { "HELD" } else { "free" });
             if held {
-                println!("holder: {}", lock::holder(&root));
+                println!("holder: {}", lock::holder(&layout));
             }
             return Ok(());
         }
         Some(DeployAction::Unlock { yes_stop_the_holder }) => {
-            if !yes_stop_the_holder && lock::is_held(&root)? {
+            if !yes_stop_the_holder && lock::is_held(&layout)? {
                 bail!(
                     "unlocking stops the deploy holding the lock ({}): rerun with --yes-stop-the-holder",
-                    lock::holder(&root)
+                    lock::holder(&layout)
                 );
             }
-            return lock::force_unlock(&root);
+            return lock::force_unlock(&layout);
         }
         None => {}
     }
@@ -147,8 +204,10 @@ pub(crate) fn run(args: &DeployArgs) -> Result<()> {
                 "--ssh (DEPLOY_SSH) goes with --target host: kubernetes and fly are driven from here; nothing was deployed"
             )
         }
-        Some(Target::Kubernetes) => return to_platform(args, kubernetes::Kubernetes::new),
-        Some(Target::Fly) => return to_platform(args, |_| fly::Fly::new()),
+        Some(Target::Kubernetes) => {
+            return to_platform(args, origin, kubernetes::Kubernetes::new);
+        }
+        Some(Target::Fly) => return to_platform(args, origin, |_, release, image| fly::Fly::new(release, image)),
         Some(Target::Host) => {}
     }
     let release = args.release.clone().unwrap_or_else(default_release);
@@ -157,80 +216,65 @@ pub(crate) fn run(args: &DeployArgs) -> Result<()> {
         None => build()?,
     };
     match remote {
-        Some(remote) => remote.deploy(&root, &release, &binary),
-        None => host::deploy(&root, &host::Shipment { release, binary: Some(binary), migrate: true }),
+        Some(remote) => remote.deploy(&layout, &release, &binary, &origin),
+        None => {
+            let shipment = host::Shipment { release, binary: Some(binary), migrate: true };
+            host::deploy(&layout, shipment, origin, Outcome::Deployed)
+        }
     }
 }
 
 /// The kubernetes and fly targets ship the image CI built and pushed, not a binary; their lock, journal
 /// and audit log live where the deploy runs (default target/deploy), since no host of ours is involved.
-fn to_platform<P: platform::Platform>(args: &DeployArgs, target: impl FnOnce(&Utf8Path) -> P) -> Result<()> {
+fn to_platform<T: machine::Target>(
+    args: &DeployArgs,
+    origin: Origin,
+    target: impl FnOnce(&Layout, &ReleaseId, image::Image) -> T,
+) -> Result<()> {
     let reference = args.image.clone().or_else(|| std::env::var("DEPLOY_IMAGE").ok().filter(|image| !image.is_empty()));
     let Some(reference) = reference else {
         bail!(
             "the {} target deploys a container image: pass --image REF (or set DEPLOY_IMAGE) with the image CI pushed, \
              e.g. --image ghcr.io/acme/shipshape-app@sha256:<digest>; nothing was deployed",
-            P::NAME
+            T::KIND.name()
         );
     };
     let image = image::Image::release(&reference).context("nothing was deployed")?;
     let release = args.release.clone().unwrap_or_else(default_release);
-    let root = args.root.get_or(project::target_dir().join("deploy"));
-    platform::deploy(&root, &release, &image, &mut target(&root))
+    let layout = Layout::new(&args.root.get_or(project::target_dir().join("deploy")));
+    let mut target = target(&layout, &release, image);
+    machine::Machine::new(&layout, &release, origin, Outcome::Deployed).deploy(&mut target)
+}
+
+/// Runs this xtask's `args` on the remote host of `root` (its `--root`, who runs it from what).
+pub(crate) fn on_remote(root: &RootArg, remote: &remote::Remote, args: &[&str]) -> Result<()> {
+    remote.xtask(&Layout::new(&root.get()), args, &root.origin.get())
 }
 
 /// The service's environment from the host target's `<root>/deploy.env`.
-pub(crate) fn host_service_env(root: &Utf8Path) -> Result<Vec<(String, String)>> {
-    Ok(config::HostConfig::load(root)?.app_env)
+pub(crate) fn host_service_env(root: &camino::Utf8Path) -> Result<Vec<(String, String)>> {
+    Ok(config::HostConfig::load(&Layout::new(root))?.app_env)
 }
 
 /// `cargo xtask rollback`: the previous release back into service, through the same machine.
 pub(crate) fn rollback(args: &RootArg) -> Result<()> {
-    let root = args.get();
+    let layout = Layout::new(&args.get());
+    let origin = args.origin.get();
     if let Some(remote) = args.remote()? {
-        return remote.xtask(&root, &["rollback"]);
+        return remote.xtask(&layout, &["rollback"], &origin);
     }
-    let Some(state) = records::read_state(&root)? else {
-        bail!("nothing was deployed to {root}, so there is nothing to roll back");
+    let Some(state) = records::read_state(&layout)? else {
+        bail!("nothing was deployed to {}, so there is nothing to roll back", layout.root());
     };
     let Some(previous) = state.previous else {
-        bail!("{} is the only release deployed to {root}: there is no previous release", state.release);
+        bail!("{} is the only release deployed to {}: there is no previous release", state.release, layout.root());
     };
     println!("rollback: {} → {previous}", state.release);
-    host::deploy(&root, &host::Shipment { release: previous, binary: None, migrate: false })
+    let shipment = host::Shipment { release: previous, binary: None, migrate: false };
+    host::deploy(&layout, shipment, origin, Outcome::RolledBack)
 }
 
-fn status(root: &Utf8PathBuf) -> Result<()> {
-    match records::read_state(root)? {
-        Some(state) => println!(
-            "serving: {} in the {} slot (previous: {})",
-            state.release,
-            state.active.name(),
-            state.previous.as_deref().unwrap_or("none")
-        ),
-        None => println!("serving: nothing deployed to {root} yet"),
-    }
-    if let Some(journal) = records::read_journal(root)? {
-        let live = lock::is_held(root)?;
-        println!(
-            "in progress: {} in {} ({})",
-            journal.release,
-            journal.state,
-            if live { "running" } else { "interrupted: the next deploy recovers it" }
-        );
-    }
-    let audit = std::fs::read_to_string(records::audit_path(root)).unwrap_or_default();
-    let last: Vec<&str> = audit.lines().rev().take(5).collect();
-    if !last.is_empty() {
-        println!("last records (newest first):");
-        for line in last {
-            println!("  {line}");
-        }
-    }
-    Ok(())
-}
-
-fn default_release() -> String {
+fn default_release() -> ReleaseId {
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=8", "HEAD"])
         .current_dir(project::root())
@@ -238,10 +282,13 @@ fn default_release() -> String {
         .ok()
         .filter(|output| output.status.success())
         .map_or_else(|| "local".to_owned(), |output| String::from_utf8_lossy(&output.stdout).trim().to_owned());
-    format!("{}-{commit}", crate::backup::timestamp(std::time::SystemTime::now()).replace('.', "-"))
+    let id = format!("{}-{commit}", crate::backup::timestamp(std::time::SystemTime::now()).replace('.', "-"));
+    ReleaseId::parse(&id).unwrap_or_else(|_| ReleaseId::parse("local").expect("a valid id"))
 }
 
 fn build() -> Result<Utf8PathBuf> {
-    duct::cmd(project::cargo(), ["build", "--release", "--locked", "--package", "app"]).dir(project::root()).run()?;
+    let mut cargo = std::process::Command::new(project::cargo());
+    cargo.args(["build", "--release", "--locked", "--package", "app"]).current_dir(project::root());
+    crate::process::run(cargo, "`cargo build --release --package app`")?;
     Ok(project::target_dir().join("release/app"))
 }

@@ -1,166 +1,107 @@
-//! What the platform targets (kubernetes, fly) share: the walk through the machine's states under the
-//! deploy lock, their journal and audit records, the undo once the platform has been changed, and
-//! their CLI, every command echoed before it runs.
+//! What the platform targets (kubernetes, fly) share: the `Platform` trait, through which each is a
+//! `Target` of the machine with the same journal plan, records and undo once the platform has been
+//! changed; and their CLI, every command echoed before it runs.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize};
+use anyhow::{Context as _, Result};
 
 use super::image::Image;
-use super::machine::{Machine, STATES, position};
-use super::{lock, records};
+use super::layout::ReleaseId;
+use super::machine::{Target, Undo, Work};
+use super::records::{Journal, Kind, Outcome, Plan, Record};
+use super::state::State;
+use crate::process;
 
-/// What a platform target does in each state; states it leaves to the platform are skipped with why.
+/// Why STAGE has nothing to do on a platform.
+pub(crate) const STAGED: &str = "the image is in its registry: CI pushed it";
+/// Why BACKUP has nothing to do on a platform.
+pub(crate) const NO_BACKUP: &str = "no database access from here: rely on the database's own backups";
+
+/// What a platform deploy ships, and what served before it.
+#[derive(Debug)]
+pub(crate) struct Shipped {
+    pub(crate) release: ReleaseId,
+    pub(crate) image: Image,
+    /// The image serving when the deploy took the lock (none before the first deploy).
+    pub(crate) previous: Option<String>,
+}
+
+/// A platform target (kubernetes, fly): its work in each state and how it puts back what served. The
+/// machine's bookkeeping for it (journal plan, records, when to undo) is the same for every platform.
 pub(crate) trait Platform {
-    /// The target's name, as `--target` spells it.
-    const NAME: &'static str;
+    const KIND: Kind;
 
-    /// PREFLIGHT: the CLI is there, the configuration is rendered for `image` and valid.
-    fn preflight(&mut self, image: &Image) -> Result<()>;
+    fn shipped(&self) -> &Shipped;
 
-    /// Under the lock: the image serving now (none before the first deploy), kept for `undo`.
-    fn serving(&mut self) -> Result<Option<String>>;
+    /// The work of `state`, as `Target::run`.
+    fn work(&mut self, state: State) -> Result<Work>;
 
-    /// Why `state` needs no work of ours on this platform, or `None` when `run` does it.
-    fn skipped(&self, state: &str) -> Option<&'static str>;
-
-    fn run(&mut self, state: &'static str, image: &Image) -> Result<()>;
-
-    /// Puts back what served before, after `failed_in` (CANDIDATE or later) failed.
-    fn undo(&mut self, failed_in: &str) -> Result<()>;
+    /// Puts back the image that served, after `failed_in` (CANDIDATE or later) failed.
+    fn revert(&mut self, failed_in: State) -> Result<()>;
 }
 
-/// The deploy in progress, so that the next run can say where a killed one stopped.
-#[derive(Debug, Serialize, Deserialize)]
-struct Journal {
-    target: String,
-    release: String,
-    image: String,
-    previous: Option<String>,
-    state: String,
-    pid: u32,
-    started: u64,
-}
+impl<P: Platform> Target for P {
+    const KIND: Kind = P::KIND;
 
-/// Not the host target's `journal.json`, so that the two never read each other's.
-fn journal_path(root: &Utf8Path) -> Utf8PathBuf {
-    root.join("platform-journal.json")
-}
-
-pub(crate) fn deploy<P: Platform>(root: &Utf8Path, release: &str, image: &Image, platform: &mut P) -> Result<()> {
-    let mut machine = Machine::new();
-    let mut journal = None;
-    let result = walk(root, release, image, platform, &mut machine, &mut journal);
-    if let (Err(error), Some(journal)) = (&result, journal) {
-        // Nothing here may hide the deploy's own error.
-        let mut record = record::<P>(release, image, journal.previous.as_deref(), "failed", &machine);
-        record["state"] = machine.current.into();
-        record["error"] = format!("{error:#}").into();
-        let _ = records::audit(root, record);
-        let _ = std::fs::remove_file(journal_path(root));
+    fn run(&mut self, state: State) -> Result<Work> {
+        self.work(state)
     }
-    result
-}
 
-fn walk<P: Platform>(
-    root: &Utf8Path,
-    release: &str,
-    image: &Image,
-    platform: &mut P,
-    machine: &mut Machine,
-    journal: &mut Option<Journal>,
-) -> Result<()> {
-    machine.state("PREFLIGHT", || platform.preflight(image))?;
-    let (_lock, previous) = machine.state("LOCK", || {
-        std::fs::create_dir_all(root).with_context(|| format!("creating {root}"))?;
-        let lock = lock::acquire(root, &format!("deploy {} {release}", P::NAME))?;
-        recover(root)?;
-        Ok((lock, platform.serving()?))
-    })?;
-    let journal = journal.insert(Journal {
-        target: P::NAME.to_owned(),
-        release: release.to_owned(),
-        image: image.to_string(),
-        previous: previous.clone(),
-        state: "LOCK".to_owned(),
-        pid: std::process::id(),
-        started: records::now(),
-    });
-    write_journal(root, journal)?;
-
-    machine.skip("STAGE", "the image is in its registry: CI pushed it");
-    machine.skip("BACKUP", "no database access from here: rely on the database's own backups");
-    for &state in &STATES[position("MIGRATE")..position("FINALIZE")] {
-        if let Some(why) = platform.skipped(state) {
-            machine.skip(state, why);
-            continue;
-        }
-        journal.state = state.to_owned();
-        write_journal(root, journal)?;
-        let Err(error) = machine.state(state, || platform.run(state, image)) else {
-            continue;
-        };
-        if position(state) < position("CANDIDATE") {
-            return Err(error.context("the new release was not started: the previous one still serves"));
-        }
-        if previous.is_none() {
-            return Err(error.context("this was the first release on the platform: there is nothing to go back to"));
-        }
-        println!("deploy: undoing: {state} failed after the platform was changed");
-        return Err(match platform.undo(state) {
-            Ok(()) => error.context("undone: the previous release serves again"),
-            Err(undo) => error.context(format!("and the undo failed too, see what serves now: {undo:#}")),
-        });
+    fn plan(&self) -> Plan {
+        let shipped = self.shipped();
+        Plan { previous: shipped.previous.clone(), image: Some(shipped.image.to_string()), host: None }
     }
-    let record = record::<P>(release, image, previous.as_deref(), "deployed", machine);
-    machine.state("FINALIZE", || {
-        records::audit(root, record)?;
-        std::fs::remove_file(journal_path(root)).context("removing the journal")
-    })?;
-    println!("deploy: {release} ({image}) serves on {}", P::NAME);
-    Ok(())
-}
 
-fn write_journal(root: &Utf8Path, journal: &Journal) -> Result<()> {
-    records::write_atomically(&journal_path(root), &serde_json::to_string_pretty(journal)?)
-}
+    /// Before CANDIDATE nothing changed; after it `revert` puts back what served.
+    fn undo(&mut self, failed_in: State, error: anyhow::Error) -> (Undo, anyhow::Error) {
+        if failed_in < State::Candidate {
+            let why = "the new release was not started: the previous one still serves";
+            return (Undo::NothingChanged, error.context(why));
+        }
+        if self.shipped().previous.is_none() {
+            let why = "this was the first release on the platform: there is nothing to go back to";
+            return (Undo::NothingChanged, error.context(why));
+        }
+        println!("deploy: undoing: {failed_in} failed after the platform was changed");
+        match self.revert(failed_in) {
+            Ok(()) => (Undo::Undone, error.context("undone: the previous release serves again")),
+            Err(undo) => {
+                (Undo::NothingChanged, error.context(format!("and the undo failed too, see what serves now: {undo:#}")))
+            }
+        }
+    }
 
-/// The audit record of a deploy (a recovery writes its own).
-fn record<P: Platform>(
-    release: &str,
-    image: &Image,
-    previous: Option<&str>,
-    result: &str,
-    machine: &Machine,
-) -> serde_json::Value {
-    serde_json::json!({
-        "target": P::NAME, "release": release, "image": image.to_string(), "previous": previous,
-        "result": result, "durations": machine.durations,
-    })
+    fn recover(&mut self, journal: &Journal) -> Result<Record> {
+        Ok(interrupted(journal))
+    }
+
+    fn describe(&self, record: &mut Record) {
+        let shipped = self.shipped();
+        record.previous.clone_from(&shipped.previous);
+        record.image = Some(shipped.image.to_string());
+    }
+
+    fn done(&self) -> String {
+        let shipped = self.shipped();
+        format!("deploy: {} ({}) serves on {}", shipped.release, shipped.image, P::KIND.name())
+    }
 }
 
 /// A journal left behind: that deploy was killed. The platform finished or abandoned its rollout on its
 /// own; what serves now is read next, so the record is all there is to recover.
-fn recover(root: &Utf8Path) -> Result<()> {
-    let path = journal_path(root);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let journal: Journal = serde_json::from_str(&text).with_context(|| format!("{path} is not valid: remove it"))?;
+fn interrupted(journal: &Journal) -> Record {
     println!(
         "deploy: a {} deploy of {} (pid {}) was interrupted in {}; going on from what serves now",
-        journal.target, journal.release, journal.pid, journal.state
+        journal.target.name(),
+        journal.release,
+        journal.pid,
+        journal.state
     );
-    records::audit(
-        root,
-        serde_json::json!({
-            "target": journal.target, "release": journal.release, "image": journal.image,
-            "result": "interrupted", "stopped_in": journal.state,
-        }),
-    )?;
-    std::fs::remove_file(&path).with_context(|| format!("removing {path}"))
+    let mut record = Record::new(journal.target, &journal.release, Outcome::Interrupted);
+    record.image.clone_from(&journal.plan.image);
+    record.stopped_in = Some(journal.state);
+    record
 }
 
 /// A platform's command-line tool.
@@ -200,11 +141,7 @@ impl Cli {
     /// Runs a command, its output shown as it comes.
     pub(crate) fn run(&self, args: &[&str]) -> Result<()> {
         println!("deploy: $ {}", self.line(args));
-        let status = self.command(args).status().with_context(|| format!("starting {}", self.program))?;
-        if !status.success() {
-            bail!("`{}` failed ({status})", self.line(args));
-        }
-        Ok(())
+        process::run(self.command(args), &format!("`{}`", self.line(args)))
     }
 
     /// Runs a command and returns what it printed; `echo: false` for a command polled in a loop.
@@ -212,15 +149,7 @@ impl Cli {
         if echo {
             println!("deploy: $ {}", self.line(args));
         }
-        let output = self
-            .command(args)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("starting {}", self.program))?;
-        if !output.status.success() {
-            bail!("`{}` failed ({})", self.line(args), output.status);
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        process::output(self.command(args), &format!("`{}`", self.line(args)))
     }
 
     /// Runs a command that prints JSON; nothing printed is `None` (e.g. `--ignore-not-found`).

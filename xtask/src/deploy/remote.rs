@@ -1,5 +1,5 @@
 //! The host target on another machine (`--ssh DEST`): the same state machine, run there. The xtask
-//! copies itself to `<root>/bin/xtask` and the release binary to `<root>/incoming/` with scp, checks
+//! copies itself to `<root>/bin/xtask` and the release binary to `<root>/incoming/` over ssh, checks
 //! both by sha256, then runs the very command it was given on the remote host over ssh: the same
 //! states, lock, journal and audit log, the same output and exit code. A connection lost mid-deploy
 //! ends the remote run at its next line of output, and the next deploy recovers from its journal.
@@ -15,13 +15,15 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::{backup, cleanup};
+use super::layout::{Layout, ReleaseId};
+use super::records::Origin;
+use crate::{checksum, cleanup};
 
-/// Where ssh and scp go: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
+/// Where ssh goes: `DEST` as ssh takes it (`user@host`, or a `Host` of the ssh configuration).
 #[derive(Debug)]
 pub(crate) struct Remote {
     destination: String,
-    /// Options for both ssh and scp.
+    /// ssh's options (`-F`, `-i`, known hosts).
     options: Vec<String>,
     /// Removes the key and known-hosts files taken from the environment.
     _credentials: Option<cleanup::Guard>,
@@ -65,17 +67,16 @@ impl Remote {
         Ok(Self { destination, options, _credentials: credentials })
     }
 
-    /// ssh or scp with the options, never prompting (a deploy runs unattended).
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command.args(&self.options).args(["-o", "BatchMode=yes"]);
-        command
-    }
-
-    /// `ssh DEST -- ARGS`: the arguments reach the remote command as they are here.
+    /// `ssh DEST -- ARGS`, never prompting (a deploy runs unattended): the arguments reach the remote
+    /// command as they are here.
     fn ssh(&self, args: &[String]) -> Command {
-        let mut ssh = self.command("ssh");
-        ssh.arg(&self.destination).arg("--").arg(shell_words(args)).stdin(Stdio::null());
+        let mut ssh = Command::new("ssh");
+        ssh.args(&self.options)
+            .args(["-o", "BatchMode=yes"])
+            .arg(&self.destination)
+            .arg("--")
+            .arg(shell_words(args))
+            .stdin(Stdio::null());
         ssh
     }
 
@@ -114,7 +115,7 @@ impl Remote {
     /// Puts `local` at `remote` (mode 0755) unless an identical file is there: copied under a
     /// temporary name, its sha256 checked, renamed.
     fn install(&self, local: &Utf8Path, remote: &Utf8Path) -> Result<()> {
-        let expected = backup::sha256(local)?;
+        let expected = checksum::sha256(local)?;
         let current = self.output(&words(&["sh", "-c", "sha256sum \"$0\" 2>/dev/null || true", remote.as_str()]))?;
         if current.split_whitespace().next() == Some(expected.as_str()) {
             return Ok(());
@@ -122,16 +123,14 @@ impl Remote {
         let partial = format!("{remote}.partial");
         let parent = remote.parent().context("a remote path has a directory")?;
         self.output(&words(&["mkdir", "-p", parent.as_str()]))?;
-        let copied = self
-            .command("scp")
-            .arg("-q")
-            .arg(local)
-            .arg(format!("{}:{partial}", self.destination))
-            .output()
-            .context("running scp: install the OpenSSH client")?;
+        // Through ssh's own channel, into a path passed as one quoted word: no second (scp) quoting of
+        // the remote path, whatever the root holds.
+        let file = fs::File::open(local).with_context(|| format!("opening {local}"))?;
+        let mut upload = self.ssh(&words(&["sh", "-c", "cat > \"$0\"", &partial]));
+        let copied = upload.stdin(file).output().context("running ssh: install the OpenSSH client")?;
         if !copied.status.success() {
             bail!(
-                "scp {local} to {}:{partial} failed: {}",
+                "copying {local} to {}:{partial} failed: {}",
                 self.destination,
                 String::from_utf8_lossy(&copied.stderr).trim()
             );
@@ -148,28 +147,39 @@ impl Remote {
         Ok(())
     }
 
-    /// Runs this xtask's `args` on the remote host with `--root root`, the remote xtask brought up to
-    /// date first.
-    pub(crate) fn xtask(&self, root: &Utf8Path, args: &[&str]) -> Result<()> {
-        let remote_xtask = root.join("bin/xtask");
+    /// Runs this xtask's `args` on the remote host with `--root root` and who deploys from what, the
+    /// remote xtask brought up to date first.
+    pub(crate) fn xtask(&self, layout: &Layout, args: &[&str], origin: &Origin) -> Result<()> {
+        let remote_xtask = layout.xtask();
         let this = std::env::current_exe().context("finding the xtask binary")?;
         let this = Utf8PathBuf::try_from(this).context("the xtask binary's path is not UTF-8")?;
         self.install(&this, &remote_xtask)?;
         let mut command = vec![remote_xtask.to_string()];
         command.extend(args.iter().map(|arg| (*arg).to_owned()));
-        command.extend(["--root".to_owned(), root.to_string()]);
+        command.extend(["--root".to_owned(), layout.root().to_string(), "--actor".to_owned(), origin.who.clone()]);
+        for (option, value) in [("--commit", &origin.commit), ("--run-url", &origin.run_url)] {
+            if let Some(value) = value {
+                command.extend([option.to_owned(), value.clone()]);
+            }
+        }
         self.run(&command)
     }
 
     /// `deploy --target host` of `binary` as `release` on the remote host.
-    pub(crate) fn deploy(&self, root: &Utf8Path, release: &str, binary: &Utf8Path) -> Result<()> {
-        let incoming = root.join(format!("incoming/{release}/app"));
+    pub(crate) fn deploy(
+        &self,
+        layout: &Layout,
+        release: &ReleaseId,
+        binary: &Utf8Path,
+        origin: &Origin,
+    ) -> Result<()> {
+        let incoming = layout.incoming(release).join("app");
         self.install(binary, &incoming)?;
         println!("deploy: {binary} is on {} as {incoming}", self.destination);
-        let result =
-            self.xtask(root, &["deploy", "--target", "host", "--release", release, "--binary", incoming.as_str()]);
+        let args = ["deploy", "--target", "host", "--release", release.as_str(), "--binary", incoming.as_str()];
+        let result = self.xtask(layout, &args, origin);
         // The release is staged under releases/ now (or the deploy failed): the upload is not needed.
-        let _ = self.output(&words(&["rm", "-rf", root.join(format!("incoming/{release}")).as_str()]));
+        let _ = self.output(&words(&["rm", "-rf", layout.incoming(release).as_str()]));
         result
     }
 }

@@ -149,7 +149,7 @@ impl Api {
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, Reply)> {
         let target = Target { https: false, host: "127.0.0.1".to_owned(), port: self.port };
         let host = target.authority();
-        let request = Request { method, path, host: &host, headers };
+        let request = Request { method, path, host: &host, server_name: None, headers };
         let reply = match body {
             Some(body) => http_probe::send_json(&target, &request, &body.to_string())?,
             None => http_probe::send(&target, &request, false)?,

@@ -17,7 +17,7 @@ use clap::Args;
 
 use self::retention::{Date, Retention};
 use self::s3::Store;
-use crate::postgres::client::{self, ScratchDatabase};
+use crate::postgres::client::ScratchDatabase;
 use crate::{backup, cleanup, restore, restore_drill, textfile};
 
 /// Stored objects: `<prefix>db-<UTC time>.dump.age` and its `.sha256` beside it.
@@ -178,7 +178,7 @@ pub(crate) fn upload(dump: &Utf8Path, args: &UploadArgs) -> Result<()> {
     let encrypted = Utf8PathBuf::from(format!("{dump}.age"));
     let _remove = remove_on_exit(&encrypted);
     age(&["--encrypt", "--recipient", &recipient, "--output", encrypted.as_str(), dump.as_str()])?;
-    let checksum = backup::sha256(&encrypted)?;
+    let checksum = crate::checksum::sha256(&encrypted)?;
     let key = format!("{}{}", offsite.prefix, encrypted.file_name().unwrap_or_default());
     offsite.store.put(&key, &encrypted)?;
     offsite.store.put_bytes(&format!("{key}{CHECKSUM}"), format!("{checksum}  {}\n", file_name(&key)).as_bytes())?;
@@ -186,7 +186,7 @@ pub(crate) fn upload(dump: &Utf8Path, args: &UploadArgs) -> Result<()> {
     let check = Utf8PathBuf::from(format!("{encrypted}.check"));
     let _remove_check = remove_on_exit(&check);
     offsite.store.get(&key, &check)?;
-    let stored = backup::sha256(&check)?;
+    let stored = crate::checksum::sha256(&check)?;
     if stored != checksum {
         bail!(
             "{key} in {} reads back with sha256 {stored}, not {checksum}: the upload is damaged",
@@ -236,7 +236,7 @@ pub(crate) fn drill_latest(metrics_dir: Option<&Utf8Path>) -> Result<()> {
     offsite.store.get(&newest.key, &encrypted)?;
     let expected = offsite.store.get_text(&format!("{}{CHECKSUM}", newest.key))?;
     let expected = expected.split_whitespace().next().unwrap_or_default();
-    let actual = backup::sha256(&encrypted)?;
+    let actual = crate::checksum::sha256(&encrypted)?;
     if actual != expected {
         bail!(
             "{} does not match its stored sha256 ({actual}, expected {expected}): the stored backup is damaged; nothing was restored",
@@ -293,7 +293,7 @@ fn age(args: &[&str]) -> Result<()> {
     let path = crate::tools::AGE.path().context("age is not installed")?;
     let mut command = std::process::Command::new(path);
     command.args(args);
-    client::output(command, "age").map(drop)
+    crate::process::output(command, "age").map(drop)
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
-use crate::cleanup;
+use crate::{cleanup, process};
 
 /// A client program, looked up like the server binaries (PATH first, then the usual places), so a
 /// machine with only the server packages still works.
@@ -22,25 +22,61 @@ pub(crate) fn program(name: &str) -> Result<Command> {
         })
 }
 
-/// Runs `command`, returning its stdout; a failure carries its stderr and `what` it was doing.
-pub(crate) fn output(mut command: Command, what: &str) -> Result<String> {
-    let output = command.output().with_context(|| format!("{what}: could not start {:?}", command.get_program()))?;
-    if !output.status.success() {
-        bail!("{what} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+/// `name` (psql, pg_dump, pg_restore) connecting to `url`: the URL goes on the command line without
+/// its password, which reaches the child in `PGPASSWORD` only. Any user can read a command line in
+/// `/proc/<pid>/cmdline`; a process's environment only its owner and root.
+pub(crate) fn connect(name: &str, url: &str) -> Result<Command> {
+    let (url, password) = without_password(url)?;
+    let mut command = program(name)?;
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    command.arg("--dbname").arg(url);
+    Ok(command)
+}
+
+/// `url` without the password of its userinfo, and that password, percent-decoded as libpq decodes it.
+fn without_password(url: &str) -> Result<(String, Option<String>)> {
+    let authority_start = url.find("://").context("DATABASE_URL is not a postgres:// URL")? + 3;
+    let authority_end = url[authority_start..].find(['/', '?']).map_or(url.len(), |index| authority_start + index);
+    let authority = &url[authority_start..authority_end];
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return Ok((url.to_owned(), None));
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return Ok((url.to_owned(), None));
+    };
+    let stripped = format!("{}{user}@{host}{}", &url[..authority_start], &url[authority_end..]);
+    Ok((stripped, Some(percent_decode(password))))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = bytes
+            .get(index + 1..index + 3)
+            .and_then(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok());
+        match (bytes[index], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs `sql` against `url` and returns the rows, one line each, columns separated by `|`.
 pub(crate) fn query(url: &str, sql: &str) -> Result<Vec<String>> {
-    let mut psql = program("psql")?;
-    psql.args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set", "ON_ERROR_STOP=1"]).args([
-        "--dbname",
-        url,
-        "--command",
-        sql,
-    ]);
-    let out = output(psql, &format!("psql `{}`", first_line(sql)))?;
+    let mut psql = connect("psql", url)?;
+    psql.args(["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set", "ON_ERROR_STOP=1", "--command", sql]);
+    let out = process::output(psql, &format!("psql `{}`", first_line(sql)))?;
     Ok(out.lines().filter(|line| !line.is_empty()).map(str::to_owned).collect())
 }
 
@@ -60,12 +96,12 @@ pub(crate) fn apply_migrations(url: &str) -> Result<usize> {
         .filter(|path| path.extension() == Some("sql"))
         .collect();
     files.sort_unstable();
-    let mut psql = program("psql")?;
-    psql.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--dbname", url]);
+    let mut psql = connect("psql", url)?;
+    psql.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction"]);
     for file in &files {
         psql.args(["--file", file.as_str()]);
     }
-    output(psql, &format!("applying the {} migrations of {migrations}", files.len()))?;
+    process::output(psql, &format!("applying the {} migrations of {migrations}", files.len()))?;
     Ok(files.len())
 }
 
@@ -119,5 +155,19 @@ mod tests {
         );
         assert_eq!(with_database("postgresql://h:1", "x").expect("url"), "postgresql://h:1/x");
         assert!(with_database("h:1/app", "x").is_err());
+    }
+
+    #[test]
+    fn the_password_leaves_the_url_for_the_environment() {
+        let split = |url| without_password(url).expect("a URL");
+        assert_eq!(
+            split("postgres://app:s%40cr%3At@db:5432/app?sslmode=require"),
+            ("postgres://app@db:5432/app?sslmode=require".to_owned(), Some("s@cr:t".to_owned()))
+        );
+        assert_eq!(split("postgres://app@db/app"), ("postgres://app@db/app".to_owned(), None));
+        assert_eq!(split("postgresql://db"), ("postgresql://db".to_owned(), None));
+        let psql = connect("psql", "postgres://app:secret@db/app").expect("psql");
+        assert!(psql.get_args().all(|arg| !arg.to_string_lossy().contains("secret")));
+        assert!(psql.get_envs().any(|(name, value)| name == "PGPASSWORD" && value == Some("secret".as_ref())));
     }
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{Database, MAX_CONNECTIONS, server_settings};
-use crate::{cleanup, project};
+use crate::{cleanup, process, project};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The file in a cluster directory naming the xtask process that owns it.
@@ -223,14 +223,14 @@ fn sweep(base: &Utf8Path, binaries: &Binaries, launcher: &Launcher) {
         let Ok(dir) = Utf8PathBuf::from_path_buf(entry.path()) else { continue };
         let owner = fs::read_to_string(dir.join(OWNER_FILE)).ok().and_then(|pid| pid.trim().parse().ok());
         let in_use = match owner {
-            Some(pid) => process_alive(pid),
+            Some(pid) => process::alive(pid),
             None => age(&dir).is_some_and(|age| age < UNOWNED_GRACE),
         };
         if in_use {
             continue;
         }
         let data = dir.join("data");
-        if postmaster_pid(&data).is_some_and(process_alive) {
+        if postmaster_pid(&data).is_some_and(process::alive) {
             let _ = launcher
                 .command(&binaries.path("pg_ctl"), false)
                 .args(["stop", "--mode=immediate", "--wait", "--pgdata"])
@@ -255,20 +255,6 @@ fn postmaster_pid(data: &Utf8Path) -> Option<u32> {
     fs::read_to_string(data.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
 }
 
-/// True for a running process (a zombie counts as gone).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) if Utf8Path::new("/proc/self/stat").exists() => false,
-        Err(_) => Command::new("ps")
-            .args(["-p", &pid.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success()),
-    }
-}
-
 /// A port on 127.0.0.1 that nothing listens on (a race with another process is possible, and rare).
 pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
@@ -283,7 +269,7 @@ fn wait_until_ready(data: &Utf8Path, pid: u32, dir: &Utf8Path) -> Result<()> {
         if status.as_deref().and_then(|text| text.lines().nth(7)).is_some_and(|line| line.trim() == "ready") {
             return Ok(());
         }
-        if !process_alive(pid) || Instant::now() > deadline {
+        if !process::alive(pid) || Instant::now() > deadline {
             let log = fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
             bail!("PostgreSQL did not become ready; its log says:\n{log}");
         }
@@ -297,7 +283,7 @@ mod tests {
 
     #[test]
     fn this_process_is_alive_and_a_bogus_pid_is_not() {
-        assert!(process_alive(std::process::id()));
-        assert!(!process_alive(u32::MAX - 1));
+        assert!(process::alive(std::process::id()));
+        assert!(!process::alive(u32::MAX - 1));
     }
 }
