@@ -186,6 +186,39 @@ pub struct Lifecycle {
     pub shutdown_timeout: Duration,
 }
 
+/// Error reports and traces, each off (and costing nothing) unless configured.
+#[derive(Debug, Clone)]
+pub struct Observability {
+    /// A Sentry-compatible DSN (`SENTRY_DSN`): panics and 5xx answers are reported there. A secret,
+    /// since it lets anyone send events.
+    pub sentry_dsn: Option<SecretString>,
+    /// An OTLP/HTTP collector (`OTEL_EXPORTER_OTLP_ENDPOINT`): one span per request to `…/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Observability {
+    /// What `check --deploy` reports: each integration and whether it is on (never the DSN itself).
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "error reports",
+                if self.sentry_dsn.is_some() {
+                    "Sentry (SENTRY_DSN)".to_owned()
+                } else {
+                    "off (SENTRY_DSN unset)".to_owned()
+                },
+            ),
+            (
+                "traces",
+                self.otlp_endpoint.as_ref().map_or_else(
+                    || "off (OTEL_EXPORTER_OTLP_ENDPOINT unset)".to_owned(),
+                    |endpoint| format!("OTLP/HTTP to {endpoint}"),
+                ),
+            ),
+        ]
+    }
+}
+
 /// What the service runs with. Built once at start-up, then passed down.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -203,6 +236,7 @@ pub struct Config {
     pub password_hashing: PasswordHashing,
     pub api_tokens: ApiTokens,
     pub lifecycle: Lifecycle,
+    pub observability: Observability,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -587,6 +621,7 @@ impl Config {
             }
         };
         let log_level = env.string("LOG_LEVEL", "info,sqlx=warn");
+        let observability = observability(&mut env);
 
         let config = Self {
             environment,
@@ -601,6 +636,7 @@ impl Config {
             password_hashing,
             api_tokens,
             lifecycle,
+            observability,
             log_format,
             log_level,
         };
@@ -614,11 +650,32 @@ impl Config {
             .map(|secret| secret.expose_secret().to_owned())
             .collect();
         let urls = std::iter::once(&self.database.url).chain(self.rate_limits.redis_url.as_ref());
+        values.extend(self.observability.sentry_dsn.as_ref().map(|dsn| dsn.expose_secret().to_owned()));
         values.extend(urls.filter_map(|url| database_password(url.expose_secret())));
         // Short values would blank ordinary words.
         values.retain(|value| value.len() >= 8);
         values
     }
+}
+
+fn observability(env: &mut Reader<'_>) -> Observability {
+    let sentry_dsn = env.secret("SENTRY_DSN");
+    if sentry_dsn.as_ref().is_some_and(|dsn| !is_url(dsn.expose_secret()) || !dsn.expose_secret().contains('@')) {
+        env.problem("SENTRY_DSN", "is not a DSN", "use the project's DSN, https://KEY@HOST/PROJECT_ID");
+    }
+    let otlp_endpoint = env.raw("OTEL_EXPORTER_OTLP_ENDPOINT").map(|url| url.trim().trim_end_matches('/').to_owned());
+    if otlp_endpoint.as_deref().is_some_and(|url| !is_url(url)) {
+        env.problem(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "is not an http(s) URL",
+            "use the collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318",
+        );
+    }
+    Observability { sentry_dsn, otlp_endpoint }
+}
+
+fn is_url(value: &str) -> bool {
+    value.strip_prefix("https://").or_else(|| value.strip_prefix("http://")).is_some_and(|rest| !rest.is_empty())
 }
 
 /// The password in a `scheme://user:password@host/…` URL.

@@ -21,6 +21,13 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, body) = readiness(&state).await;
+    // What the last probe answered, so that an instance going in and out of readiness shows as flapping.
+    metrics::gauge!("app_ready").set(if status == StatusCode::OK { 1.0 } else { 0.0 });
+    (status, body)
+}
+
+async fn readiness(state: &AppState) -> (StatusCode, Json<Value>) {
     if state.is_draining() {
         return not_ready("draining", "the service is shutting down");
     }

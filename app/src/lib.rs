@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod checks;
 pub mod config;
+pub mod contract;
 pub mod db;
+pub mod error_reports;
 pub mod health;
 pub mod healthcheck;
 pub mod http;
@@ -16,3 +18,5 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
+pub mod traces;

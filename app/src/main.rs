@@ -7,7 +7,8 @@ use anyhow::Context;
 use app::checks::{self, Report};
 use app::config::{Config, ConfigError, Problem};
 use app::state::AppState;
-use app::{db, healthcheck, server, telemetry};
+use app::traces::Traces;
+use app::{db, error_reports, healthcheck, server, telemetry};
 use clap::{Parser, Subcommand, ValueEnum};
 
 // jemalloc gives freed blocks of 8 MiB and more (every argon2 hash holds 19 MiB) back to the OS at once;
@@ -65,8 +66,23 @@ fn main() -> ExitCode {
         eprintln!("{}", ConfigError(problems));
         return ExitCode::from(2);
     }
+    // Started before the runtime: both create their clients outside it, and the error reports' client
+    // belongs to the main thread's hub, which the workers' hubs derive from. Dropped last: they flush.
+    let serving = matches!(cli.command, Command::Serve);
+    let observability = if serving {
+        error_reports::init(&config).and_then(|reports| Ok((reports, Traces::init(&config)?)))
+    } else {
+        Ok((None, None))
+    };
+    let (_reports, traces) = match observability {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
-    match runtime.block_on(run(cli.command, config, &problems)) {
+    match runtime.block_on(run(cli.command, config, &problems, traces.as_ref())) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -75,7 +91,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config, problems: &[Problem]) -> anyhow::Result<ExitCode> {
+async fn run(
+    command: Command,
+    config: Config,
+    problems: &[Problem],
+    traces: Option<&Traces>,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { deploy, format } => {
             if !deploy {
@@ -83,9 +104,22 @@ async fn run(command: Command, config: Config, problems: &[Problem]) -> anyhow::
                 return Ok(ExitCode::SUCCESS);
             }
             let report = Report::new(&config, problems, checks::probe(&config).await?);
+            let observability = config.observability.summary();
             match format {
-                Format::Text => print!("{}", report.to_text()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => {
+                    print!("{}", report.to_text());
+                    for (name, state) in observability {
+                        println!("{name}: {state}");
+                    }
+                }
+                Format::Json => {
+                    let mut json = serde_json::to_value(&report)?;
+                    json["observability"] = observability
+                        .into_iter()
+                        .map(|(name, state)| (name.to_owned(), serde_json::Value::from(state)))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                }
             }
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -105,13 +139,13 @@ async fn run(command: Command, config: Config, problems: &[Problem]) -> anyhow::
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { pending: false } => {
-            telemetry::init(&config)?;
+            telemetry::init(&config, None)?;
             db::migrate(&config.database).await?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            telemetry::init(&config)?;
+            telemetry::init(&config, traces)?;
             if config.environment.is_deployed() {
                 // A deployed service refuses to run with a configuration `check --deploy` fails.
                 let report = Report::new(&config, &[], checks::probe(&config).await?);

@@ -20,7 +20,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::config::{Config, LogFormat};
 
 pub const REDACTED: &str = "[redacted]";
-const SENSITIVE: &[&str] =
+pub const SENSITIVE: &[&str] =
     &["authorization", "cookie", "password", "passwd", "secret", "token", "api_key", "apikey", "credential"];
 
 pub type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -215,10 +215,11 @@ pub fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
 }
 
 /// Installs the process-wide subscriber writing to stdout.
-pub fn init(config: &Config) -> anyhow::Result<()> {
+pub fn init(config: &Config, traces: Option<&crate::traces::Traces>) -> anyhow::Result<()> {
     let sink: Sink = Arc::new(Mutex::new(Box::new(std::io::stdout())));
     let layer = LogLayer::new(config.log_format, config.secret_values(), sink);
-    tracing_subscriber::registry().with(filter(config)?).with(layer).try_init()?;
+    let traces = traces.map(crate::traces::Traces::layer);
+    tracing_subscriber::registry().with(filter(config)?).with(layer).with(traces).try_init()?;
     Ok(())
 }
 

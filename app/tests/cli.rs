@@ -51,6 +51,20 @@ fn check_deploy_passes_a_hardened_production_configuration() {
 }
 
 #[test]
+fn check_deploy_says_which_error_report_and_trace_exports_are_configured() {
+    let output = binary(&production(&[]), &["check", "--deploy"]).output().expect("runs");
+    let report = text(&output);
+    assert!(report.contains("error reports: off (SENTRY_DSN unset)\ntraces: off"), "{report}");
+    let dsn = "https://f00dfeedf00dfeed@errors.example.com/7";
+    let vars = production(&[("SENTRY_DSN", dsn), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
+    let output = binary(&vars, &["check", "--deploy", "--format", "json"]).output().expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["observability"]["error reports"], "Sentry (SENTRY_DSN)");
+    assert_eq!(report["observability"]["traces"], "OTLP/HTTP to http://collector:4318");
+    assert!(!text(&output).contains("f00dfeed"), "the DSN was printed");
+}
+
+#[test]
 fn check_deploy_fails_on_findings_and_speaks_json() {
     let output = binary(
         &production(&[("DEBUG", "true"), ("REFERRER_POLICY", "everywhere")]),

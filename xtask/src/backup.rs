@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 
+use crate::offsite;
 use crate::postgres::client::{self, program};
 
 /// Backups are named `db-<UTC time>.dump`, so that names sort in time order.
@@ -27,9 +28,15 @@ pub(crate) struct BackupArgs {
     /// Remove backups older than this many days (the newest is always kept).
     #[arg(long, default_value_t = 30)]
     pub(crate) max_age_days: u64,
+    #[command(flatten)]
+    pub(crate) offsite: offsite::UploadArgs,
 }
 
 pub(crate) fn run(args: &BackupArgs) -> Result<()> {
+    offsite::reported(offsite::Job::Backup, args.offsite.metrics_dir.as_deref(), || take(args))
+}
+
+fn take(args: &BackupArgs) -> Result<()> {
     let url = database_url()?;
     let file = create(&url, &args.dir)?;
     let max_age = Duration::from_secs(args.max_age_days * 86_400);
@@ -37,6 +44,9 @@ pub(crate) fn run(args: &BackupArgs) -> Result<()> {
         println!("backup: rotated out {removed}");
     }
     println!("backup: {file} (checksum in {})", checksum_path(&file));
+    if args.offsite.upload {
+        offsite::upload(&file, &args.offsite)?;
+    }
     Ok(())
 }
 

@@ -7,8 +7,11 @@ use crate::backup::BackupArgs;
 use crate::deploy::{DeployArgs, RootArg};
 use crate::preflight::InstallArgs;
 use crate::restore::RestoreArgs;
+use crate::restore_drill::RestoreDrillArgs;
+use crate::secrets::SecretsArgs;
 use crate::smoke::SmokeArgs;
 use crate::steps::STEPS;
+use crate::tls::TlsArgs;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "shipshape: the pipeline, deploys and operations for the service")]
@@ -61,10 +64,16 @@ pub(crate) enum Command {
     Backup(BackupArgs),
     /// Restore a backup over DATABASE_URL (a backup of the current data is taken first).
     Restore(RestoreArgs),
-    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time.
-    RestoreDrill,
+    /// Back up DATABASE_URL, restore into a scratch database, compare every table, report the time
+    /// (--from-latest: the newest off-site backup instead).
+    RestoreDrill(RestoreDrillArgs),
     /// Check a running service from the outside: health, HTTPS, headers, hosts, auth, CORS.
     Smoke(SmokeArgs),
+    /// `secrets check --target host|kubernetes|fly`: every variable a deployed service requires is in the
+    /// target's store (names only, never a value).
+    Secrets(SecretsArgs),
+    /// `tls expiry --cert PEM --domain NAME --metrics-dir DIR`: the served certificate's expiry as a metric.
+    Tls(TlsArgs),
 }
 
 #[derive(Args, Debug, Default)]

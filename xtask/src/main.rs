@@ -15,18 +15,24 @@ mod generated;
 mod http_probe;
 mod junit;
 mod migrations;
+mod monitoring;
+mod offsite;
 mod openapi;
 mod pins;
 mod postgres;
 mod preflight;
 mod programs;
 mod project;
+mod promql;
 mod redis;
 mod report;
 mod restore;
 mod restore_drill;
+mod secrets;
 mod smoke;
 mod steps;
+mod textfile;
+mod tls;
 mod tools;
 mod workflows;
 
@@ -49,8 +55,10 @@ fn main() -> ExitCode {
         Command::Rollback(root) => deploy::rollback(&root),
         Command::Backup(args) => backup::run(&args),
         Command::Restore(args) => restore::run(&args),
-        Command::RestoreDrill => restore_drill::run(),
+        Command::RestoreDrill(args) => restore_drill::run(&args),
         Command::Smoke(args) => smoke::run(&args),
+        Command::Secrets(args) => secrets::run(&args),
+        Command::Tls(args) => tls::run(&args),
     };
     cleanup::run_all();
     match result {

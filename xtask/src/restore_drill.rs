@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use camino::Utf8PathBuf;
 
 use crate::postgres::client::{self, ScratchDatabase, program};
-use crate::{backup, cleanup, project, restore};
+use crate::{backup, cleanup, offsite, project, restore};
 
 /// Row count and md5 of the rows in a stable order, per `schema.table`.
 pub(crate) type Fingerprint = BTreeMap<String, (u64, String)>;
@@ -33,9 +33,29 @@ impl std::fmt::Display for Drill {
     }
 }
 
-pub(crate) fn run() -> Result<()> {
+#[derive(clap::Args, Debug)]
+pub(crate) struct RestoreDrillArgs {
+    /// Drill the newest off-site backup instead of a fresh one: download, check, decrypt, restore into a
+    /// scratch database, report its age and row counts (BACKUP_S3_*, BACKUP_AGE_IDENTITY_FILE).
+    #[arg(long)]
+    from_latest: bool,
+    /// With --from-latest: node_exporter's textfile directory for the drill's result.
+    #[arg(long, value_name = "DIR", requires = "from_latest")]
+    metrics_dir: Option<Utf8PathBuf>,
+}
+
+pub(crate) fn run(args: &RestoreDrillArgs) -> Result<()> {
+    if args.from_latest {
+        let metrics_dir = args.metrics_dir.as_deref();
+        return offsite::reported(offsite::Job::RestoreDrill, metrics_dir, || offsite::drill_latest(metrics_dir));
+    }
     println!("{}", drill(&backup::database_url()?)?);
     Ok(())
+}
+
+/// Rows per `schema.table` of the database at `url`.
+pub(crate) fn row_counts(url: &str) -> Result<BTreeMap<String, u64>> {
+    Ok(fingerprint(url)?.into_iter().map(|(table, (rows, _))| (table, rows)).collect())
 }
 
 /// Backup, restore into a scratch database, compare; the dump and the scratch database are removed.

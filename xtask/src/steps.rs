@@ -9,7 +9,7 @@ use crate::preflight::{self, InstallArgs};
 use crate::redis::{self, Redis};
 use crate::report::{Fix, Report};
 use crate::tools::{self, Tool};
-use crate::{audit, coverage, diagnostics, dist, junit, migrations, project, restore_drill, workflows};
+use crate::{audit, coverage, diagnostics, dist, junit, migrations, monitoring, project, restore_drill, workflows};
 
 pub(crate) struct Step {
     pub(crate) name: &'static str,
@@ -101,6 +101,15 @@ pub(crate) const STEPS: &[Step] = &[
         run: workflows_check,
     },
     Step {
+        name: "monitoring",
+        about: "deploy/monitoring passes promtool: config, rules, a unit test per alert, the dashboard's queries",
+        needs_postgres: false,
+        needs_redis: false,
+        tools: &[&tools::PROMETHEUS],
+        hint: "reproduce with `cd deploy/monitoring && promtool test rules alerts*.test.yml`",
+        run: monitoring,
+    },
+    Step {
         name: "build",
         about: "release build of the service",
         needs_postgres: false,
@@ -127,6 +136,10 @@ pub(crate) const TEST_TOOLS: &[&Tool] = &[
     &tools::SSH_CLIENT,
     &tools::CURL,
     &tools::SETPRIV,
+    // The off-site backup tests: encryption, and a real S3 server; the certificate expiry test.
+    &tools::AGE,
+    &tools::MOTO,
+    &tools::OPENSSL,
 ];
 
 /// What the steps share while the pipeline runs.
@@ -324,6 +337,10 @@ fn workflows_check(ctx: &mut Context) -> Result<()> {
     workflows::lint(&ctx.sh)
 }
 
+fn monitoring(ctx: &mut Context) -> Result<()> {
+    monitoring::check(&ctx.sh)
+}
+
 /// The release build, with its dependency list embedded (`cargo auditable`), and `target/dist`: the
 /// service and this xtask with a `SHA256SUMS` beside them, the artefact CI uploads and deploys.
 fn build(ctx: &mut Context) -> Result<()> {
@@ -353,7 +370,18 @@ mod tests {
         let names: Vec<_> = STEPS.iter().map(|step| step.name).collect();
         assert_eq!(
             names,
-            ["fmt", "clippy", "test", "restore-drill", "migrations", "coverage", "audit", "workflows", "build"]
+            [
+                "fmt",
+                "clippy",
+                "test",
+                "restore-drill",
+                "migrations",
+                "coverage",
+                "audit",
+                "workflows",
+                "monitoring",
+                "build"
+            ]
         );
     }
 

@@ -86,6 +86,7 @@ pub(crate) const AUDITABLE: Tool = Tool::cargo("cargo-auditable", "0.7.7", "depe
 // PyPI tools, installed with pip into target/tools/pypi.
 pub(crate) const ZIZMOR: Tool = Tool::pypi("zizmor", "zizmor", "1.32.0", "workflow security lint");
 pub(crate) const SQUAWK: Tool = Tool::pypi("squawk", "squawk-cli", "2.70.0", "migration lint");
+pub(crate) const MOTO: Tool = Tool::pypi("moto_server", "moto[server]", "5.1.18", "S3 server for the backup tests");
 
 // System programs, installed with the platform's package manager.
 pub(crate) const C_TOOLCHAIN: Tool = Tool::system(
@@ -135,6 +136,14 @@ pub(crate) const SETPRIV: Tool = Tool::system(
     "PostgreSQL as non-root",
 )
 .when(Need::AsRoot);
+pub(crate) const PROMETHEUS: Tool = Tool::system(
+    "promtool",
+    &["promtool"],
+    Packages { apt: Some("prometheus"), dnf: Some("golang-github-prometheus"), brew: Some("prometheus") },
+    "alert rules and their tests",
+);
+pub(crate) const AGE: Tool = Tool::system("age", &["age", "age-keygen"], same("age"), "off-site backup encryption");
+pub(crate) const OPENSSL: Tool = Tool::system("openssl", &["openssl"], same("openssl"), "certificate expiry dates");
 
 /// What the preflight found for one tool.
 #[derive(Debug, Clone, PartialEq, Eq)]

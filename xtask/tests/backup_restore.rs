@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod support;
+use support::s3::{KEY_ID, S3Server, SECRET_KEY};
 use support::{Run, program, psql};
 
 /// A database of its own on the test server, dropped with this value.
@@ -39,8 +40,13 @@ impl TestDatabase {
     }
 
     fn xtask(&self, args: &[&str]) -> Run {
+        self.xtask_with(args, &[])
+    }
+
+    fn xtask_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         Run(Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(args)
+            .envs(env.iter().copied())
             .env("DATABASE_URL", &self.url)
             .env_remove("APP_ENV")
             .current_dir(Path::new(env!("CARGO_TARGET_TMPDIR")))
@@ -163,4 +169,144 @@ fn the_drill_refuses_a_database_without_tables_and_backups_need_a_database_url()
     let run =
         Run(Command::new(env!("CARGO_BIN_EXE_xtask")).arg("backup").env_remove("DATABASE_URL").output().expect("runs"));
     run.failed(&["DATABASE_URL is not set"]);
+}
+
+/// Off-site storage for a test: a real S3 server, an age key pair, and the environment the backup and
+/// the drill read.
+struct Offsite {
+    server: S3Server,
+    identity: PathBuf,
+    recipient: String,
+    metrics: PathBuf,
+}
+
+const BUCKET: &str = "backups";
+
+impl Offsite {
+    fn new(database: &TestDatabase) -> Self {
+        let server = S3Server::start(BUCKET);
+        std::fs::create_dir_all(&database.dir).expect("mkdir");
+        let identity = database.dir.join("operator.key");
+        assert!(
+            Command::new("age-keygen").arg("-o").arg(&identity).output().expect("age-keygen runs").status.success()
+        );
+        let public = Command::new("age-keygen").arg("-y").arg(&identity).output().expect("age-keygen -y runs");
+        let recipient = String::from_utf8(public.stdout).expect("utf-8").trim().to_owned();
+        Self { server, identity, recipient, metrics: database.dir.join("metrics") }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("BACKUP_S3_ENDPOINT", &self.server.endpoint),
+            ("BACKUP_S3_BUCKET", BUCKET),
+            ("BACKUP_S3_PREFIX", "prod"),
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("BACKUP_AGE_RECIPIENT", &self.recipient),
+            ("BACKUP_AGE_IDENTITY_FILE", self.identity.to_str().expect("utf-8")),
+        ]
+    }
+
+    fn metrics_arg(&self) -> &str {
+        self.metrics.to_str().expect("utf-8")
+    }
+
+    fn metrics(&self, job: &str) -> String {
+        std::fs::read_to_string(self.metrics.join(format!("shipshape_{job}.prom"))).unwrap_or_default()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.server.keys(BUCKET, "prod/")
+    }
+}
+
+fn assert_no_secret(run: &Run) {
+    assert!(!run.text().contains(SECRET_KEY) && !run.text().contains("X-Amz-Signature"), "{}", run.text());
+}
+
+#[test]
+fn an_offsite_backup_is_encrypted_verified_pruned_and_restored_by_the_drill() {
+    let database = TestDatabase::seeded("offsite");
+    let offsite = Offsite::new(&database);
+    // Stored earlier: two in January, one in February, and something that is not a backup.
+    for name in
+        ["db-20260105T030000.000Z.dump.age", "db-20260120T030000.000Z.dump.age", "db-20260210T030000.000Z.dump.age"]
+    {
+        offsite.server.put_object(BUCKET, &format!("prod/{name}"), b"older backup");
+        offsite.server.put_object(BUCKET, &format!("prod/{name}.sha256"), b"x");
+    }
+    offsite.server.put_object(BUCKET, "prod/README", b"not a backup");
+
+    let args = ["backup", "--dir", database.dir_arg(), "--upload", "--keep-daily", "1", "--keep-weekly", "1"];
+    let run = database
+        .xtask_with(
+            &[&args[..], &["--keep-monthly", "3", "--metrics-dir", offsite.metrics_arg()]].concat(),
+            &offsite.env(),
+        )
+        .ok();
+    assert_no_secret(&run);
+    assert!(run.text().contains("verified by reading it back"), "{}", run.text());
+    // Months: this one (the new backup), February, January's newest; 5 January is pruned.
+    let keys = offsite.keys();
+    let stored: Vec<&String> = keys.iter().filter(|key| key.ends_with(".dump.age")).collect();
+    assert_eq!(stored.len(), 3, "{keys:?}");
+    assert!(
+        stored[0].ends_with("db-20260120T030000.000Z.dump.age")
+            && stored[1].ends_with("db-20260210T030000.000Z.dump.age")
+    );
+    assert!(!keys.iter().any(|key| key.contains("20260105")), "{keys:?}");
+    assert!(keys.contains(&"prod/README".to_owned()) && keys.contains(&format!("{}.sha256", stored[2])));
+    let object = offsite.server.get_object(BUCKET, stored[2]);
+    assert!(object.starts_with(b"age-encryption.org/v1\n"), "not an age file");
+    assert!(offsite.metrics("backup").contains("shipshape_backup_last_success_timestamp_seconds "));
+
+    database.sql("INSERT INTO notes VALUES (51, 'written after the backup')");
+    let drill = database
+        .xtask_with(&["restore-drill", "--from-latest", "--metrics-dir", offsite.metrics_arg()], &offsite.env())
+        .ok();
+    assert_no_secret(&drill);
+    for expected in ["restored in", "taken 0.0 h ago", "1 tables, 50 rows", "public.notes: 50 rows"] {
+        assert!(drill.text().contains(expected), "missing {expected:?} in:\n{}", drill.text());
+    }
+    let metrics = offsite.metrics("restore_drill");
+    assert!(
+        metrics.contains("shipshape_restore_drill_last_success_timestamp_seconds ")
+            && metrics.contains("shipshape_restore_drill_backup_timestamp_seconds "),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_damaged_stored_backup_is_refused_and_a_failed_upload_alerts_once() {
+    let database = TestDatabase::seeded("offsite_damaged");
+    let offsite = Offsite::new(&database);
+    database.xtask_with(&["backup", "--dir", database.dir_arg(), "--upload"], &offsite.env()).ok();
+    let stored = offsite.keys().into_iter().find(|key| key.ends_with(".dump.age")).expect("stored");
+    let mut object = offsite.server.get_object(BUCKET, &stored);
+    let last = object.len() - 1;
+    object[last] ^= 0x01;
+    offsite.server.put_object(BUCKET, &stored, &object);
+
+    let drill = database
+        .xtask_with(&["restore-drill", "--from-latest", "--metrics-dir", offsite.metrics_arg()], &offsite.env());
+    let drill = drill.failed(&[
+        "does not match its stored sha256",
+        "nothing was restored",
+        "ALERT shipshape restore-drill failed",
+    ]);
+    assert_no_secret(&drill);
+    assert!(offsite.metrics("restore_drill").contains("shipshape_restore_drill_last_failure_timestamp_seconds "));
+
+    let mut env = offsite.env();
+    env.retain(|(name, _)| *name != "BACKUP_S3_BUCKET");
+    env.push(("BACKUP_S3_BUCKET", "no-such-bucket"));
+    let run = database
+        .xtask_with(&["backup", "--dir", database.dir_arg(), "--upload", "--metrics-dir", offsite.metrics_arg()], &env);
+    let run = run.failed(&["404"]);
+    assert_no_secret(&run);
+    let text = run.text();
+    let alerts: Vec<&str> = text.lines().filter(|line| line.starts_with("ALERT ")).collect();
+    assert_eq!(alerts.len(), 1, "{}", run.text());
+    assert!(alerts[0].starts_with("ALERT shipshape backup failed: uploading prod/db-"), "{}", alerts[0]);
+    assert!(offsite.metrics("backup").contains("shipshape_backup_last_failure_timestamp_seconds "));
 }

@@ -251,8 +251,11 @@ fn api_token(port: u16) -> String {
     let session = exchange(port, &request("POST", "/api/v1/session", "", account, false)).expect("log in");
     let cookie = session.cookie.expect("a session cookie");
     let headers = format!("Cookie: {cookie}\r\nSec-Fetch-Site: same-origin\r\n");
-    let token =
-        exchange(port, &request("POST", "/api/v1/tokens", &headers, r#"{"name":"load"}"#, false)).expect("token");
+    let token = exchange(
+        port,
+        &request("POST", "/api/v1/tokens", &headers, r#"{"name":"load","password":"plum kettle orbit 7"}"#, false),
+    )
+    .expect("token");
     assert_eq!(token.status, 201, "{}", token.body);
     let token: serde_json::Value = serde_json::from_str(&token.body).expect("JSON");
     format!("Authorization: Bearer {}\r\n", token["token"].as_str().expect("a token"))

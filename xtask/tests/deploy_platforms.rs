@@ -36,14 +36,12 @@ impl Scratch {
 
     /// `xtask deploy --target <target> [--image <image>]` with the fakes first on PATH.
     fn command(&self, target: &str, image: Option<&str>, env: &[(&str, &str)]) -> Command {
-        let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
-        let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default());
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command
             .args(["deploy", "--target", target, "--release", "r2", "--root"])
             .arg(self.root())
             .args(image.map(|image| ["--image", image]).into_iter().flatten())
-            .env("PATH", path)
+            .env("PATH", support::fakes_first_on_path())
             .env("FAKE_DIR", &self.dir)
             .env("FAKE_SERVING", OLD)
             .env_remove("DEPLOY_TARGET")
@@ -94,6 +92,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned()
 }
 
+const KUBERNETES_SECRET: &str = "get secret app-secrets --ignore-not-found --output=json";
+
 fn kubectl(args: &str) -> String {
     format!("kubectl --namespace shipshape {args}")
 }
@@ -102,6 +102,7 @@ fn kubectl(args: &str) -> String {
 fn kubernetes_until_migrated() -> Vec<String> {
     vec![
         "kubectl kustomize <repo>/deploy/k8s".to_owned(),
+        kubectl(KUBERNETES_SECRET),
         kubectl("get deployment app --ignore-not-found --output=json"),
         kubectl("delete job app-migrate --ignore-not-found --wait"),
         kubectl("apply --filename <dir>/root/kubernetes.yaml --selector shipshape.io/pre-deploy=true"),
@@ -121,10 +122,12 @@ fn fly(args: &str) -> String {
 }
 
 const FLY_MACHINES: &str = "machines list --app shipshape-test --json";
+const FLY_SECRETS: &str = "secrets list --app shipshape-test --json";
 
 /// A fly deploy of NEW whose VERIFY failed, undone by deploying OLD again.
-fn fly_undone_after_verify() -> [String; 5] {
+fn fly_undone_after_verify() -> [String; 6] {
     [
+        fly(FLY_SECRETS),
         fly(FLY_MACHINES),
         fly(&format!("deploy {NEW}")),
         fly(FLY_MACHINES),
@@ -199,7 +202,7 @@ fn a_fly_deploy_is_verified_on_every_machine() {
     let run = scratch.deploy("fly", Some(NEW), &[]).ok();
     assert_eq!(
         scratch.calls(),
-        [fly(FLY_MACHINES), fly(&format!("deploy {NEW}")), fly(FLY_MACHINES)],
+        [fly(FLY_SECRETS), fly(FLY_MACHINES), fly(&format!("deploy {NEW}")), fly(FLY_MACHINES)],
         "{}",
         run.text()
     );
@@ -233,7 +236,25 @@ fn a_fly_deploy_that_changed_no_machine_is_not_deployed_again() {
         "release command failed",
         "nothing to undo",
     ]);
-    assert_eq!(scratch.calls(), [fly(FLY_MACHINES), fly(&format!("deploy {NEW}")), fly(FLY_MACHINES)]);
+    assert_eq!(
+        scratch.calls(),
+        [fly(FLY_SECRETS), fly(FLY_MACHINES), fly(&format!("deploy {NEW}")), fly(FLY_MACHINES)]
+    );
+}
+
+#[test]
+fn a_deploy_missing_a_required_secret_stops_in_preflight_before_any_change() {
+    let scratch = Scratch::new("secrets");
+    scratch
+        .deploy("kubernetes", Some(NEW), &[("FAKE_SECRET_KEYS", "database_url")])
+        .failed(&["PREFLIGHT failed", "SECRET_KEY is not in the Secret shipshape/app-secrets (key secret_key)"]);
+    assert_eq!(scratch.calls(), ["kubectl kustomize <repo>/deploy/k8s".to_owned(), kubectl(KUBERNETES_SECRET)]);
+    std::fs::write(scratch.dir.join("calls.log"), "").expect("write");
+    scratch
+        .deploy("fly", Some(NEW), &[("FAKE_FLY_SECRETS", "SECRET_KEY")])
+        .failed(&["PREFLIGHT failed", "DATABASE_URL is not a secret of the Fly app shipshape-test"]);
+    assert_eq!(scratch.calls(), [fly(FLY_SECRETS)]);
+    assert!(scratch.audit().is_empty());
 }
 
 #[test]

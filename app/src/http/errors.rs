@@ -108,5 +108,8 @@ pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Respo
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("a panic without a message");
     tracing::error!(panic = detail, "a handler panicked");
-    ApiError::internal().into_response()
+    let mut response = ApiError::internal().into_response();
+    // For the error report (error_reports.rs), which scrubs it.
+    response.extensions_mut().insert(crate::error_reports::Panicked(detail.to_owned()));
+    response
 }

@@ -28,7 +28,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
-use crate::{auth, health, notes, openapi};
+use crate::{auth, error_reports, health, notes, openapi, traces};
 use errors::ApiError;
 use headers::SecurityHeaders;
 
@@ -79,6 +79,12 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         .layer(from_fn_with_state(security_headers, headers::apply))
         // One JSON error shape for whatever the layers below refuse.
         .layer(from_fn(errors::render))
+        // Only when configured: a span per request, and a report of every 5xx (a panic's included).
+        // Above the access log, whose responses have the same body type, as `option_layer` needs.
+        .option_layer(
+            config.observability.otlp_endpoint.is_some().then(|| from_fn_with_state(state.clone(), traces::span)),
+        )
+        .option_layer(config.observability.sentry_dsn.is_some().then(|| from_fn(error_reports::capture)))
         // Logged and measured with their final status, rejections included.
         .layer(from_fn(access_log::record))
         // A panic becomes a 500, never a dropped connection.
@@ -95,6 +101,10 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         .layer(from_fn_with_state(state.clone(), csrf::protect))
         // Innermost because it changes the request body type, which the layers above do not take.
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes));
+    let routes = match config.observability.sentry_dsn {
+        Some(_) => routes.route_layer(from_fn(error_reports::note_route)),
+        None => routes,
+    };
     Ok(routes
         .route_layer(from_fn(access_log::capture_route))
         // The body limit above is the one that counts.

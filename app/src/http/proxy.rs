@@ -22,7 +22,7 @@ pub struct Client {
     pub host: Option<String>,
 }
 
-fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|network| network.contains(&ip))
 }
 

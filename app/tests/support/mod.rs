@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod process;
+pub mod receiver;
 pub mod service;
 
 use std::str::FromStr;

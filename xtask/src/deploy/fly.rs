@@ -106,6 +106,7 @@ impl Platform for Fly {
             bail!("{} is not fit to deploy:\n  - {}", self.config, problems.join("\n  - "));
         }
         self.app = config["app"].as_str().unwrap_or_default().to_owned();
+        crate::secrets::fly()?;
         self.flyctl = Some(flyctl);
         Ok(())
     }

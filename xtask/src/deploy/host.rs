@@ -132,6 +132,7 @@ fn walk(root: &Utf8Path, shipment: &Shipment, machine: &mut Machine) -> Result<(
 
 fn preflight(root: &Utf8Path, shipment: &Shipment) -> Result<HostConfig> {
     let config = HostConfig::load(root)?;
+    crate::secrets::host(&config.app_env)?;
     let binary = match &shipment.binary {
         Some(binary) => binary.clone(),
         None => root.join(format!("releases/{}/app", shipment.release)),

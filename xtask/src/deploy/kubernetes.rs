@@ -146,6 +146,7 @@ impl Platform for Kubernetes {
         let header = format!("# {} rendered for {image}\n", self.source);
         std::fs::write(&self.rendered, header + &rendered.join("---\n"))
             .with_context(|| format!("writing {}", self.rendered))?;
+        crate::secrets::kubernetes()?;
         self.kubectl = Some(kubectl.with(&["--namespace", &self.namespace]));
         Ok(())
     }

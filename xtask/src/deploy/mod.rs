@@ -55,7 +55,7 @@ pub(crate) struct RootArg {
 }
 
 impl RootArg {
-    fn get(&self) -> Utf8PathBuf {
+    pub(crate) fn get(&self) -> Utf8PathBuf {
         self.get_or("/srv/shipshape".into())
     }
 
@@ -66,7 +66,7 @@ impl RootArg {
             .unwrap_or(default)
     }
 
-    fn remote(&self) -> Result<Option<remote::Remote>> {
+    pub(crate) fn remote(&self) -> Result<Option<remote::Remote>> {
         self.ssh
             .clone()
             .or_else(|| std::env::var("DEPLOY_SSH").ok())
@@ -91,7 +91,7 @@ enum DeployAction {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Host,
     Kubernetes,
     Fly,
@@ -177,6 +177,11 @@ fn to_platform<P: platform::Platform>(args: &DeployArgs, target: impl FnOnce(&Ut
     let release = args.release.clone().unwrap_or_else(default_release);
     let root = args.root.get_or(project::target_dir().join("deploy"));
     platform::deploy(&root, &release, &image, &mut target(&root))
+}
+
+/// The service's environment from the host target's `<root>/deploy.env`.
+pub(crate) fn host_service_env(root: &Utf8Path) -> Result<Vec<(String, String)>> {
+    Ok(config::HostConfig::load(root)?.app_env)
 }
 
 /// `cargo xtask rollback`: the previous release back into service, through the same machine.

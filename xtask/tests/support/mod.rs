@@ -1,6 +1,8 @@
 //! What the process-level tests share: an xtask run's output, psql, free ports and the service binary.
 #![allow(dead_code)] // each test crate uses its own part
 
+pub(crate) mod s3;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -53,6 +55,12 @@ pub(crate) fn psql(url: &str, sql: &str) -> String {
         .expect("psql runs");
     assert!(output.status.success(), "{sql}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// PATH with the fake `kubectl`, `flyctl` and `systemctl` of `tests/fakes` first.
+pub(crate) fn fakes_first_on_path() -> String {
+    let fakes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+    format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 /// A scratch workspace's xtask: the outer (coverage) build's settings and GitHub's must not leak into it.
