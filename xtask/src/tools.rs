@@ -162,6 +162,10 @@ impl Tool {
         match &self.source {
             Source::Cargo { version } => match cargo_version(self.name) {
                 Some(found) if found.contains(version) => Status::Found(found),
+                // cargo-auditable hands `--version` on to cargo, which then names itself.
+                Some(found) if !found.contains(self.name.trim_start_matches("cargo-")) => {
+                    Status::Found(format!("installed (pinned {version})"))
+                }
                 Some(found) => Status::Found(format!("{found} (pinned {version})")),
                 None => Status::Missing(self.name.to_owned()),
             },
