@@ -13,8 +13,9 @@ use crate::state::AppState;
 /// Paths that orchestrators probe over plain HTTP, by IP: exempt from the host check and the redirect.
 pub const PROBE_PATHS: &[&str] = &["/healthz", "/readyz"];
 
-/// How long `/readyz` waits for the database before calling it down.
-const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/readyz` waits for the database before calling it down: Kubernetes' default probe
+/// timeout, and short of the pool's acquire timeout, so a stopped database shows within a second.
+const DB_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "status": "ok", "release": state.config.release }))

@@ -11,6 +11,7 @@ pub mod health;
 pub mod healthcheck;
 pub mod http;
 pub mod listen;
+pub mod log_writer;
 pub mod metrics;
 pub mod notes;
 pub mod openapi;

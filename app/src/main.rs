@@ -139,13 +139,13 @@ async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { pending: false } => {
-            telemetry::init(&config, None)?;
+            let _logs = telemetry::init(&config, None)?;
             db::migrate(&config.database).await?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            telemetry::init(&config, traces)?;
+            let _logs = telemetry::init(&config, traces)?;
             if config.environment.is_deployed() {
                 // A deployed service refuses to run with a configuration `check --deploy` fails.
                 let report = Report::new(&config, &[], checks::probe(&config).await?);

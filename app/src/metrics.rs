@@ -1,13 +1,14 @@
 //! Prometheus metrics: what is recorded, and the router for the separate metrics listener
 //! (`METRICS_ADDR`), which the public router never exposes.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
@@ -32,16 +33,58 @@ pub fn install() -> &'static PrometheusHandle {
 #[derive(Debug)]
 pub struct InFlight(());
 
+/// The gauge's handle, taken once: the macro would build and look up its key on every request.
+fn in_flight() -> &'static Gauge {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| {
+        install();
+        gauge!("http_requests_in_flight")
+    })
+}
+
 impl InFlight {
     pub fn start() -> Self {
-        gauge!("http_requests_in_flight").increment(1.0);
+        in_flight().increment(1.0);
         Self(())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!("http_requests_in_flight").decrement(1.0);
+        in_flight().decrement(1.0);
+    }
+}
+
+/// A request's counter and latency histogram, registered on first use of a (method, route, status).
+#[derive(Debug)]
+struct Handles {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    latency: Histogram,
+}
+
+/// Handles by route template. Lookups borrow the route and method, so a known combination costs a
+/// read lock and no allocation; label strings are built once per combination.
+type HandleCache = RwLock<HashMap<String, Vec<Handles>>>;
+
+/// Past this many combinations, requests are still counted, only without the cache. Routes are
+/// templates, methods normalised and statuses few: a bound that real traffic never reaches.
+const MAX_CACHED: usize = 1024;
+
+fn cache() -> &'static HandleCache {
+    static CACHE: OnceLock<HandleCache> = OnceLock::new();
+    CACHE.get_or_init(HandleCache::default)
+}
+
+fn register(method: &'static str, route: &str, status: u16) -> Handles {
+    let status_label = status.to_string();
+    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status_label)];
+    Handles {
+        method,
+        status,
+        requests: counter!("http_requests_total", &labels),
+        latency: histogram!(LATENCY, "method" => method.to_owned(), "route" => route.to_owned()),
     }
 }
 
@@ -54,9 +97,30 @@ fn method_label(method: &str) -> &'static str {
 
 pub fn request_finished(method: &str, route: &str, status: u16, latency: Duration) {
     let method = method_label(method);
-    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
-    counter!("http_requests_total", &labels).increment(1);
-    histogram!(LATENCY, "method" => method, "route" => route.to_owned()).record(latency.as_secs_f64());
+    let record = |handles: &Handles| {
+        handles.requests.increment(1);
+        handles.latency.record(latency.as_secs_f64());
+    };
+    let cache = cache();
+    {
+        let known = cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handles) = known
+            .get(route)
+            .and_then(|known| known.iter().find(|handles| handles.status == status && handles.method == method))
+        {
+            record(handles);
+            return;
+        }
+    }
+    let handles = register(method, route, status);
+    record(&handles);
+    let mut known = cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cached = known.values().map(Vec::len).sum::<usize>();
+    let entry = known.entry(route.to_owned()).or_default();
+    // Another request may have registered the same combination meanwhile.
+    if cached < MAX_CACHED && !entry.iter().any(|known| known.status == status && known.method == method) {
+        entry.push(handles);
+    }
 }
 
 /// Every error response, by its code: rejections by reason (invalid_host, csrf_failed, overloaded…).

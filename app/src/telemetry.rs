@@ -4,10 +4,11 @@
 //! sensitive field names (authorization, cookie, password, token, secret…) and the values of the
 //! configured secrets are blanked, and CR/LF cannot forge lines.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
@@ -18,6 +19,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
+use crate::log_writer::{self, FlushGuard};
 
 pub const REDACTED: &str = "[redacted]";
 pub const SENSITIVE: &[&str] =
@@ -25,13 +27,14 @@ pub const SENSITIVE: &[&str] =
 
 pub type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
 
-/// The fields of an event or span, in the order they were recorded.
+/// The fields of an event or span, in the order they were recorded. Field names are static: only the
+/// values are owned.
 #[derive(Debug, Default)]
-struct Fields(Vec<(String, Value)>);
+struct Fields(Vec<(&'static str, Value)>);
 
 impl Fields {
     fn set(&mut self, field: &Field, value: Value) {
-        let name = field.name().trim_start_matches("r#").to_owned();
+        let name = field.name().trim_start_matches("r#");
         match self.0.iter_mut().find(|(existing, _)| *existing == name) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name, value)),
@@ -60,6 +63,27 @@ impl Visit for Fields {
     }
 }
 
+/// Whether a field name holds one of the sensitive words, in any case (without allocating: it runs for
+/// every field of every line).
+fn is_sensitive(key: &str) -> bool {
+    let key = key.as_bytes();
+    SENSITIVE.iter().any(|word| {
+        let word = word.as_bytes();
+        key.windows(word.len())
+            .any(|window| window[0].eq_ignore_ascii_case(&word[0]) && window.eq_ignore_ascii_case(word))
+    })
+}
+
+fn level_name(level: tracing::Level) -> &'static str {
+    match level {
+        tracing::Level::TRACE => "trace",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::INFO => "info",
+        tracing::Level::WARN => "warn",
+        tracing::Level::ERROR => "error",
+    }
+}
+
 /// Writes each event as one line to `sink`.
 pub struct LogLayer {
     format: LogFormat,
@@ -82,8 +106,7 @@ impl LogLayer {
     }
 
     fn redact(&self, key: &str, value: Value) -> Value {
-        let lower = key.to_ascii_lowercase();
-        if SENSITIVE.iter().any(|word| lower.contains(word)) {
+        if is_sensitive(key) {
             return Value::from(REDACTED);
         }
         match value {
@@ -94,35 +117,52 @@ impl LogLayer {
 
     fn redact_text(&self, mut text: String) -> String {
         for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
+            // Most values (methods, routes, ids) are shorter than any secret: no search needed.
+            if text.len() >= secret.len() && text.contains(secret.as_str()) {
                 text = text.replace(secret.as_str(), REDACTED);
             }
         }
         text
     }
 
-    fn render(&self, line: &Map<String, Value>) -> String {
+    /// One line, without its newline: JSON with the keys in the order given (a later duplicate wins,
+    /// as an event's field over its span's), or the readable form.
+    fn render(&self, line: &[(&str, Value)], out: &mut Vec<u8>) {
+        let latest = |index: usize, key: &str| !line[index + 1..].iter().any(|(name, _)| *name == key);
+        let fields = line.iter().enumerate().filter(|(index, (key, _))| latest(*index, key)).map(|(_, field)| field);
         match self.format {
-            LogFormat::Json => serde_json::to_string(line).unwrap_or_default(),
-            LogFormat::Pretty => {
-                let get = |key: &str| line.get(key).and_then(Value::as_str).unwrap_or_default();
-                let mut out = format!(
-                    "{} {:>5} {}: {}",
-                    get("ts"),
-                    get("level").to_ascii_uppercase(),
-                    get("target"),
-                    get("message")
-                );
-                for (key, value) in
-                    line.iter().filter(|(key, _)| !matches!(key.as_str(), "ts" | "level" | "target" | "message"))
-                {
-                    match value {
-                        Value::String(text) => out.push_str(&format!(" {key}={text}")),
-                        other => out.push_str(&format!(" {key}={other}")),
+            LogFormat::Json => {
+                out.push(b'{');
+                for (index, (key, value)) in fields.enumerate() {
+                    if index > 0 {
+                        out.push(b',');
                     }
+                    // JSON escapes line breaks: one event is always one line.
+                    let _ = serde_json::to_writer(&mut *out, key);
+                    out.push(b':');
+                    let _ = serde_json::to_writer(&mut *out, value);
+                }
+                out.push(b'}');
+            }
+            LogFormat::Pretty => {
+                let get =
+                    |key: &str| line.iter().rev().find(|(name, _)| *name == key).and_then(|(_, value)| value.as_str());
+                let text = |key: &str| get(key).unwrap_or_default();
+                let mut pretty = format!(
+                    "{} {:>5} {}: {}",
+                    text("ts"),
+                    text("level").to_ascii_uppercase(),
+                    text("target"),
+                    text("message")
+                );
+                for (key, value) in fields.filter(|(key, _)| !matches!(*key, "ts" | "level" | "target" | "message")) {
+                    let _ = match value {
+                        Value::String(text) => write!(pretty, " {key}={text}"),
+                        other => write!(pretty, " {key}={other}"),
+                    };
                 }
                 // One event, one line: a value with a line break cannot start a forged entry.
-                out.replace('\r', "\\r").replace('\n', "\\n")
+                out.extend_from_slice(pretty.replace('\r', "\\r").replace('\n', "\\n").as_bytes());
             }
         }
     }
@@ -150,16 +190,16 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        let mut line = Map::new();
         let ts = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
-        line.insert("ts".into(), Value::from(ts));
-        line.insert("level".into(), Value::from(metadata.level().as_str().to_ascii_lowercase()));
-        line.insert("target".into(), Value::from(metadata.target()));
+        let mut line: Vec<(&str, Value)> = Vec::with_capacity(16);
+        line.push(("ts", Value::from(ts)));
+        line.push(("level", Value::from(level_name(*metadata.level()))));
+        line.push(("target", Value::from(metadata.target())));
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(fields) = span.extensions().get::<Fields>() {
                     for (key, value) in &fields.0 {
-                        line.insert(key.clone(), self.redact(key, value.clone()));
+                        line.push((key, self.redact(key, value.clone())));
                     }
                 }
             }
@@ -167,16 +207,24 @@ where
         let mut fields = Fields::default();
         event.record(&mut fields);
         for (key, value) in fields.0 {
-            let value = self.redact(&key, value);
-            line.insert(key, value);
+            let value = self.redact(key, value);
+            line.push((key, value));
         }
-        let mut text = self.render(&line);
-        text.push('\n');
-        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Logging must never take the service down; a closed stdout just loses lines.
-        let _ = sink.write_all(text.as_bytes());
-        let _ = sink.flush();
+        LINE.with_borrow_mut(|text| {
+            text.clear();
+            self.render(&line, text);
+            text.push(b'\n');
+            let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Logging must never take the service down; a closed stdout just loses lines.
+            let _ = sink.write_all(text);
+            let _ = sink.flush();
+        });
     }
+}
+
+thread_local! {
+    /// Each thread formats its lines in one buffer that keeps its capacity.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A sink that keeps every line in memory: what tests read the logs from.
@@ -214,13 +262,16 @@ pub fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
     })
 }
 
-/// Installs the process-wide subscriber writing to stdout.
-pub fn init(config: &Config, traces: Option<&crate::traces::Traces>) -> anyhow::Result<()> {
-    let sink: Sink = Arc::new(Mutex::new(Box::new(std::io::stdout())));
+/// Installs the process-wide subscriber writing to stdout from a thread of its own (requests never
+/// wait on the output), with the trace exporter's layer when one is configured; the guard flushes what
+/// is queued when dropped at the end of `main`.
+pub fn init(config: &Config, traces: Option<&crate::traces::Traces>) -> anyhow::Result<FlushGuard> {
+    let (writer, guard) = log_writer::spawn(std::io::stdout());
+    let sink: Sink = Arc::new(Mutex::new(Box::new(writer)));
     let layer = LogLayer::new(config.log_format, config.secret_values(), sink);
     let traces = traces.map(crate::traces::Traces::layer);
     tracing_subscriber::registry().with(filter(config)?).with(layer).with(traces).try_init()?;
-    Ok(())
+    Ok(guard)
 }
 
 #[cfg(test)]

@@ -105,6 +105,41 @@ async fn tokens_cannot_mint_tokens_or_touch_other_accounts_tokens() {
 }
 
 #[tokio::test]
+async fn use_is_written_at_most_once_a_minute_per_token_and_session() {
+    let db = support::TestDb::new().await;
+    let router = api(&db).await;
+    let (_, session) = signed_in(&router, "touch").await;
+    let bearer = Auth::Bearer(token(&router, &session).await);
+    let stamps = || async {
+        let token: time::OffsetDateTime =
+            sqlx::query_scalar("SELECT last_used_at FROM api_tokens").fetch_one(&db.pool).await.expect("token");
+        let session: time::OffsetDateTime =
+            sqlx::query_scalar("SELECT last_seen_at FROM sessions").fetch_one(&db.pool).await.expect("session");
+        (token, session)
+    };
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::OK);
+    assert_eq!(protected_status(&router, &session).await, StatusCode::OK);
+    let first = stamps().await;
+    for _ in 0..3 {
+        assert_eq!(protected_status(&router, &bearer).await, StatusCode::OK);
+        assert_eq!(protected_status(&router, &session).await, StatusCode::OK);
+    }
+    assert_eq!(stamps().await, first, "used again within the minute: nothing written");
+
+    for table in [
+        "UPDATE api_tokens SET last_used_at = last_used_at - interval '61 seconds'",
+        "UPDATE sessions SET last_seen_at = last_seen_at - interval '61 seconds'",
+    ] {
+        sqlx::query(table).execute(&db.pool).await.expect("age");
+    }
+    assert_eq!(protected_status(&router, &bearer).await, StatusCode::OK);
+    assert_eq!(protected_status(&router, &session).await, StatusCode::OK);
+    let (token_used, session_seen) = stamps().await;
+    assert!(token_used >= first.0, "a minute later the use is recorded again");
+    assert!(session_seen >= first.1);
+}
+
+#[tokio::test]
 async fn tokens_expire_by_default_are_capped_and_expired_ones_are_swept() {
     let db = support::TestDb::new().await;
     let router = with(&db, &[("API_TOKENS_PER_ACCOUNT", "2")]);

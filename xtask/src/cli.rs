@@ -4,7 +4,9 @@ use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::backup::BackupArgs;
+use crate::bench::BenchArgs;
 use crate::deploy::{DeployArgs, RootArg};
+use crate::fuzz::FuzzArgs;
 use crate::preflight::InstallArgs;
 use crate::restore::RestoreArgs;
 use crate::restore_drill::RestoreDrillArgs;
@@ -74,6 +76,10 @@ pub(crate) enum Command {
     Secrets(SecretsArgs),
     /// `tls expiry --cert PEM --domain NAME --metrics-dir DIR`: the served certificate's expiry as a metric.
     Tls(TlsArgs),
+    /// Measure the release service against the bare limits; write docs/benchmarks.md (--check: compare).
+    Bench(BenchArgs),
+    /// Run the fuzz targets of fuzz/ for a bounded time each (nightly toolchain, cargo-fuzz).
+    Fuzz(FuzzArgs),
 }
 
 #[derive(Args, Debug, Default)]

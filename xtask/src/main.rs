@@ -3,6 +3,7 @@
 
 mod audit;
 mod backup;
+mod bench;
 mod ci;
 mod cleanup;
 mod cli;
@@ -11,6 +12,7 @@ mod deploy;
 mod dev;
 mod diagnostics;
 mod dist;
+mod fuzz;
 mod generated;
 mod http_probe;
 mod junit;
@@ -59,6 +61,8 @@ fn main() -> ExitCode {
         Command::Smoke(args) => smoke::run(&args),
         Command::Secrets(args) => secrets::run(&args),
         Command::Tls(args) => tls::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     cleanup::run_all();
     match result {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use camino::Utf8PathBuf;
 
-use crate::postgres::client::{self, ScratchDatabase, program};
+use crate::postgres::client::{self, ScratchDatabase};
 use crate::{backup, cleanup, offsite, project, restore};
 
 /// Row count and md5 of the rows in a stable order, per `schema.table`.
@@ -150,28 +150,10 @@ fn compare(source: &Fingerprint, copy: &Fingerprint) -> Vec<String> {
 /// seeded with awkward rows, then drilled.
 pub(crate) fn ci_step(server_url: &str) -> Result<()> {
     let source = ScratchDatabase::create(server_url, "restore_drill_source")?;
-    let migrations = project::root().join("app/migrations");
-    let mut files: Vec<Utf8PathBuf> = migrations
-        .read_dir_utf8()
-        .with_context(|| format!("reading {migrations}"))?
-        .flatten()
-        .map(|entry| entry.path().to_owned())
-        .filter(|path| path.extension() == Some("sql"))
-        .collect();
-    files.sort_unstable();
-    for file in &files {
-        let mut psql = program("psql")?;
-        psql.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction"]).args([
-            "--dbname",
-            &source.url,
-            "--file",
-            file.as_str(),
-        ]);
-        client::output(psql, &format!("applying {file}"))?;
-    }
+    let migrations = client::apply_migrations(&source.url)?;
     client::query(&source.url, SEED)?;
     let drill = drill(&source.url)?;
-    println!("restore-drill: {} migrations applied, seeded", files.len());
+    println!("restore-drill: {migrations} migrations applied, seeded");
     println!("{drill}");
     Ok(())
 }

@@ -82,6 +82,8 @@ pub(crate) const LLVM_COV: Tool = Tool::cargo("cargo-llvm-cov", "0.9.1", "test c
 pub(crate) const NEXTEST: Tool = Tool::cargo("cargo-nextest", "0.9.143", "test runner, JUnit report");
 pub(crate) const DENY: Tool = Tool::cargo("cargo-deny", "0.20.2", "supply-chain audit");
 pub(crate) const AUDITABLE: Tool = Tool::cargo("cargo-auditable", "0.7.7", "dependency list in the release binary");
+/// Run on the nightly toolchain by `cargo xtask fuzz`.
+pub(crate) const CARGO_FUZZ: Tool = Tool::cargo("cargo-fuzz", "0.13.2", "fuzz targets");
 
 // PyPI tools, installed with pip into target/tools/pypi.
 pub(crate) const ZIZMOR: Tool = Tool::pypi("zizmor", "zizmor", "1.32.0", "workflow security lint");
@@ -127,6 +129,7 @@ pub(crate) const SSH_CLIENT: Tool = Tool::system(
     Packages { apt: Some("openssh-client"), dnf: Some("openssh-clients"), brew: None },
     "deploys over ssh",
 );
+pub(crate) const WRK: Tool = Tool::system("wrk", &["wrk"], same("wrk"), "benchmark load generator");
 pub(crate) const CURL: Tool =
     Tool::system("curl", &["curl"], Packages { apt: Some("curl"), dnf: Some("curl"), brew: None }, "HTTPS probes");
 pub(crate) const SETPRIV: Tool = Tool::system(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use serde_yaml_ng::Value;
 use xshell::{Shell, cmd};
@@ -34,9 +34,18 @@ struct Workflow {
 
 #[derive(Serialize)]
 struct Triggers {
-    push: Branches,
-    pull_request: BTreeMap<&'static str, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push: Option<Branches>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull_request: Option<BTreeMap<&'static str, Value>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    schedule: Vec<Cron>,
     workflow_dispatch: BTreeMap<&'static str, Value>,
+}
+
+#[derive(Serialize)]
+struct Cron {
+    cron: &'static str,
 }
 
 #[derive(Serialize)]
@@ -315,8 +324,9 @@ fn workflow() -> Workflow {
     Workflow {
         name: "ci",
         on: Triggers {
-            push: Branches { branches: vec!["main"] },
-            pull_request: BTreeMap::new(),
+            push: Some(Branches { branches: vec!["main"] }),
+            pull_request: Some(BTreeMap::new()),
+            schedule: Vec::new(),
             workflow_dispatch: BTreeMap::new(),
         },
         permissions: BTreeMap::new(),
@@ -336,10 +346,63 @@ const WRITE_REASONS: &[(&str, &str)] = &[
     ("packages: write", "push the image to ghcr.io"),
 ];
 
-/// The file's full text: header, YAML, `# vX.Y.Z` after each pinned action and the reason after each
+/// A job that runs one xtask command on a fresh runner, with cargo's cache, after `prepare`.
+fn xtask_job(name: &'static str, prepare: Vec<Step>, command: &'static str) -> Job {
+    let cache = with(&[
+        ("path", "~/.cargo/bin/\n~/.cargo/registry/index/\n~/.cargo/registry/cache/\n~/.cargo/git/db/\ntarget/\n"),
+        ("key", "cargo-${{ runner.os }}-${{ hashFiles('rust-toolchain.toml', 'Cargo.lock') }}"),
+        ("restore-keys", "cargo-${{ runner.os }}-"),
+    ]);
+    let mut steps = vec![
+        Step::checkout(),
+        Step::toolchain(),
+        Step::uses("Cache cargo's downloads, tools and builds", &pins::CACHE, cache),
+    ];
+    steps.extend(prepare);
+    steps.push(Step::run(name, command));
+    Job::new(name, 60, steps)
+}
+
+/// What runs weekly and by hand, never on a push: the benchmark against its committed ratios, and
+/// the fuzz targets for a bounded time each.
+fn weekly() -> Workflow {
+    let bench = xtask_job("cargo xtask bench --check", Vec::new(), "cargo xtask bench --check --skip-pipeline");
+    let nightly = Step::run(
+        "Install the nightly toolchain cargo-fuzz needs",
+        "rustup toolchain install nightly --profile minimal",
+    );
+    let fuzz = xtask_job("cargo xtask fuzz", vec![nightly], "cargo xtask fuzz --seconds 120");
+    Workflow {
+        name: "weekly",
+        on: Triggers {
+            push: None,
+            pull_request: None,
+            // Mondays 04:17 UTC: off the hour, when GitHub's schedulers are least loaded.
+            schedule: vec![Cron { cron: "17 4 * * 1" }],
+            workflow_dispatch: BTreeMap::new(),
+        },
+        permissions: BTreeMap::new(),
+        concurrency: Concurrency { group: "weekly", cancel_in_progress: Value::Bool(false) },
+        jobs: BTreeMap::from([("bench", bench), ("fuzz", fuzz)]),
+    }
+}
+
+/// Builds one workflow's model.
+type Model = fn() -> Workflow;
+
+/// Every generated workflow: file name and model.
+const FILES: &[(&str, Model)] = &[("ci.yml", workflow), ("weekly.yml", weekly)];
+
+/// The CI workflow's full text.
+#[cfg(test)]
+fn render() -> Result<String> {
+    render_workflow(&workflow())
+}
+
+/// A file's full text: header, YAML, `# vX.Y.Z` after each pinned action and the reason after each
 /// write permission.
-pub(crate) fn render() -> Result<String> {
-    let yaml = serde_yaml_ng::to_string(&workflow()).context("serializing the workflow")?;
+fn render_workflow(workflow: &Workflow) -> Result<String> {
+    let yaml = serde_yaml_ng::to_string(workflow).context("serializing the workflow")?;
     let mut out = String::from(HEADER);
     for line in yaml.lines() {
         out.push_str(line);
@@ -359,20 +422,30 @@ pub(crate) fn render() -> Result<String> {
     Ok(out)
 }
 
-fn path() -> Utf8PathBuf {
-    project::root().join(".github/workflows/ci.yml")
+fn path(file: &str) -> Utf8PathBuf {
+    project::root().join(".github/workflows").join(file)
 }
 
 /// `cargo xtask workflows [--check]`.
 pub(crate) fn run(check: bool) -> Result<()> {
-    generated::write_or_check(&path(), &render()?, check, "cargo xtask workflows")
+    for (file, model) in FILES {
+        generated::write_or_check(&path(file), &render_workflow(&model())?, check, "cargo xtask workflows")?;
+    }
+    Ok(())
+}
+
+/// Every generated workflow through the linters.
+pub(crate) fn lint(sh: &Shell) -> Result<()> {
+    for (file, _) in FILES {
+        lint_file(sh, &path(file))?;
+    }
+    Ok(())
 }
 
 /// zizmor with every audit (the auditor persona) and no network, then actionlint when installed.
-pub(crate) fn lint(sh: &Shell) -> Result<()> {
-    let file = path();
+fn lint_file(sh: &Shell, file: &Utf8Path) -> Result<()> {
     let mut zizmor = tools::ZIZMOR.command()?;
-    zizmor.args(["--offline", "--no-progress", "--persona", "auditor"]).arg(&file);
+    zizmor.args(["--offline", "--no-progress", "--persona", "auditor"]).arg(file);
     println!("$ zizmor --offline --no-progress --persona auditor {file}");
     let status = zizmor.status().context("running zizmor")?;
     if !status.success() {
@@ -558,6 +631,25 @@ mod tests {
             upload["with"]["path"],
             Value::from(crate::junit::path().strip_prefix(project::root()).expect("inside").as_str())
         );
+    }
+
+    #[test]
+    fn weekly_runs_bench_and_fuzz_on_a_schedule_and_by_hand_never_on_push() {
+        let weekly: Value =
+            serde_yaml_ng::from_str(&render_workflow(&weekly()).expect("renders")).expect("parses as YAML");
+        let on = &weekly["on"];
+        assert!(on["schedule"][0]["cron"].as_str().expect("a cron").ends_with("* * 1"));
+        assert!(on.get("workflow_dispatch").is_some());
+        assert!(on.get("push").is_none() && on.get("pull_request").is_none());
+        let runs: Vec<&str> = weekly["jobs"]
+            .as_mapping()
+            .expect("jobs")
+            .values()
+            .flat_map(|job| job["steps"].as_sequence().expect("steps"))
+            .filter_map(|step| step["run"].as_str())
+            .collect();
+        assert!(runs.contains(&"cargo xtask bench --check --skip-pipeline"), "{runs:?}");
+        assert!(runs.iter().any(|run| run.starts_with("cargo xtask fuzz --seconds")), "{runs:?}");
     }
 
     #[test]

@@ -99,10 +99,8 @@ async fn authenticated(state: &AppState, mut request: Request, next: Next) -> Re
     let caller = match identify(state, request.headers()).await {
         Ok(Some(caller)) => caller,
         Ok(None) => return unauthorized().into_response(),
-        Err(error) => {
-            tracing::error!(error = %error, "authenticating failed");
-            return ApiError::internal().into_response();
-        }
+        // Logged there; an unreachable database is a 503, not a 500.
+        Err(error) => return ApiError::from(error).into_response(),
     };
     tracing::Span::current().record("user_id", tracing::field::display(caller.account));
     let subject = match &caller.credential {

@@ -33,9 +33,34 @@ impl ApiError {
     }
 }
 
-/// A database failure is the caller's problem only as a generic 500; the cause goes to the log.
+/// A database failure reaches the caller only as its kind; the cause goes to the log. An unreachable
+/// database is a 503 the client may retry (answered as soon as the pool gives up, never a hang); a
+/// value PostgreSQL cannot store (SQLSTATE class 22, e.g. a NUL character) is the client's 422; the
+/// rest is the generic 500.
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        let code = error.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned());
+        let unavailable =
+            matches!(
+                error,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+            ) || code.as_deref().is_some_and(|code| code.starts_with("08") || code == "57P01" || code == "57P03");
+        if unavailable {
+            tracing::warn!(error = %error, "the database is unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database cannot be reached; retry shortly",
+            );
+        }
+        if code.as_deref().is_some_and(|code| code.starts_with("22")) {
+            tracing::info!(error = %error, "a value the database cannot store");
+            return Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                "a value in the request cannot be stored",
+            );
+        }
         tracing::error!(error = %error, "database error");
         Self::internal()
     }

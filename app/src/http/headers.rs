@@ -82,6 +82,8 @@ pub async fn apply(State(headers): State<Arc<SecurityHeaders>>, request: Request
     let https = request.extensions().get::<Client>().is_some_and(|client| client.https);
     let mut response = next.run(request).await;
     let out = response.headers_mut();
+    // Room for all of them at once, rather than the map growing several times per response.
+    out.reserve(headers.always.len() + 1);
     for (name, value) in &headers.always {
         out.insert(name.clone(), value.clone());
     }

@@ -11,6 +11,7 @@ pub mod hosts;
 pub mod https;
 pub mod proxy;
 pub mod request_id;
+pub mod shared;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use crate::state::AppState;
 use crate::{auth, error_reports, health, notes, openapi, traces};
 use errors::ApiError;
 use headers::SecurityHeaders;
+use shared::shared;
 
 /// Every route, guarded. Which of them answer without credentials is declared in one place,
 /// `auth::PUBLIC`; `auth::require` refuses the others without credentials (default deny).
@@ -48,7 +50,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/notes", get(notes::list).post(notes::create))
         .route("/api/v1/notes/{id}", get(notes::get).patch(notes::update).delete(notes::delete))
         // After routing, so that it knows the matched route.
-        .route_layer(from_fn_with_state(state.clone(), auth::require))
+        .route_layer(shared(from_fn_with_state(state.clone(), auth::require)))
 }
 
 /// Load shedding: past the concurrency cap, answer 503 at once instead of queueing.
@@ -70,15 +72,16 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
     crate::metrics::install();
     let config = &state.config;
     let security_headers = Arc::new(SecurityHeaders::from_config(&config.security)?);
+    // `shared(…)` around each layer that clones its inner service per request keeps that clone cheap.
     let stack = ServiceBuilder::new()
         // The request id first, so that every log line and error body below can carry it.
-        .layer(from_fn(request_id::assign))
+        .layer(shared(from_fn(request_id::assign)))
         // Who is asking (IP, scheme, host) through trusted proxies only; used by everything below.
-        .layer(from_fn_with_state(state.clone(), proxy::identify))
+        .layer(shared(from_fn_with_state(state.clone(), proxy::identify)))
         // Security headers outside every rejection, so 400/404/408/413/500/503 get them too.
-        .layer(from_fn_with_state(security_headers, headers::apply))
+        .layer(shared(from_fn_with_state(security_headers, headers::apply)))
         // One JSON error shape for whatever the layers below refuse.
-        .layer(from_fn(errors::render))
+        .layer(shared(from_fn(errors::render)))
         // Only when configured: a span per request, and a report of every 5xx (a panic's included).
         // Above the access log, whose responses have the same body type, as `option_layer` needs.
         .option_layer(
@@ -86,19 +89,19 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         )
         .option_layer(config.observability.sentry_dsn.is_some().then(|| from_fn(error_reports::capture)))
         // Logged and measured with their final status, rejections included.
-        .layer(from_fn(access_log::record))
+        .layer(shared(from_fn(access_log::record)))
         // A panic becomes a 500, never a dropped connection.
         .layer(CatchPanicLayer::custom(errors::panic_response))
-        .layer(HandleErrorLayer::new(overloaded))
+        .layer(shared(HandleErrorLayer::new(overloaded)))
         .load_shed()
         // Global: axum applies layers per route, and one semaphore must count them all.
         .layer(GlobalConcurrencyLimitLayer::new(config.limits.max_concurrent_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.limits.request_timeout))
         // Unknown hosts never reach the redirect or a handler.
-        .layer(from_fn_with_state(state.clone(), hosts::enforce))
-        .layer(from_fn_with_state(state.clone(), https::redirect))
+        .layer(shared(from_fn_with_state(state.clone(), hosts::enforce)))
+        .layer(shared(from_fn_with_state(state.clone(), https::redirect)))
         .layer(cors::layer(&config.security.cors_allowed_origins))
-        .layer(from_fn_with_state(state.clone(), csrf::protect))
+        .layer(shared(from_fn_with_state(state.clone(), csrf::protect)))
         // Innermost because it changes the request body type, which the layers above do not take.
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes));
     let routes = match config.observability.sentry_dsn {
@@ -106,7 +109,7 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         None => routes,
     };
     Ok(routes
-        .route_layer(from_fn(access_log::capture_route))
+        .route_layer(shared(from_fn(access_log::capture_route)))
         // The body limit above is the one that counts.
         .layer(DefaultBodyLimit::disable())
         .layer(stack)

@@ -26,10 +26,17 @@ pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|network| network.contains(&ip))
 }
 
-/// The right-most value of a header that proxies append to.
+/// The right-most value of a header that proxies append to (over repeated headers too).
 fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let joined: Vec<&str> = headers.get_all(name).iter().filter_map(|value| value.to_str().ok()).collect();
-    joined.join(",").rsplit(',').map(str::trim).find(|value| !value.is_empty()).map(str::to_owned)
+    headers
+        .get_all(name)
+        .iter()
+        .rev()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.rsplit(','))
+        .map(str::trim)
+        .find(|value| !value.is_empty())
+        .map(str::to_owned)
 }
 
 pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[IpNet]) -> Client {

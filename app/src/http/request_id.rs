@@ -29,7 +29,7 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     request.headers_mut().insert(HEADER, value.clone());
     request.extensions_mut().insert(RequestId(id.clone()));
     // `user_id` is filled in once authentication knows who is asking.
-    let span = tracing::info_span!("request", request_id = %id, user_id = tracing::field::Empty);
+    let span = tracing::info_span!("request", request_id = id.as_str(), user_id = tracing::field::Empty);
     let mut response = next.run(request).instrument(span).await;
     response.headers_mut().insert(HEADER, value);
     response

@@ -19,14 +19,14 @@ fn mac(key: &[u8], account: Uuid, note: Uuid) -> Hmac<Sha256> {
 }
 
 /// The cursor that continues after `note` for `account`: 38 characters of `[A-Za-z0-9_-]`.
-pub(super) fn seal(key: &[u8], account: Uuid, note: Uuid) -> String {
+pub fn seal(key: &[u8], account: Uuid, note: Uuid) -> String {
     let mut bytes = note.as_bytes().to_vec();
     bytes.extend_from_slice(&mac(key, account, note).finalize().into_bytes()[..MAC_LEN]);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The note a cursor continues after, if this service made it for `account`.
-pub(super) fn open(key: &[u8], account: Uuid, cursor: &str) -> Option<Uuid> {
+pub fn open(key: &[u8], account: Uuid, cursor: &str) -> Option<Uuid> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let (id, tag) = bytes.split_at_checked(16)?;
     let note = Uuid::from_slice(id).ok()?;

@@ -2,7 +2,7 @@
 //! account's note is indistinguishable from one that does not exist (404). Pages continue from an
 //! opaque cursor (see `cursor`) that only the service can make. Replace it with your own.
 
-mod cursor;
+pub mod cursor;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

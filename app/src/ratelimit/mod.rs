@@ -82,7 +82,7 @@ impl Decision {
     }
 }
 
-/// The counters could not be used (Redis unreachable, or the in-process map full).
+/// The shared counters could not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
@@ -115,7 +115,7 @@ impl Limiter {
         let (count, reset) = match self {
             Self::Memory(counters) => {
                 let key = digest[..16].try_into().expect("a SHA-256 digest has 32 bytes");
-                counters.hit(policy, key, limit.window)?
+                counters.hit(policy, key, limit.window)
             }
             Self::Redis(counters) => counters.hit(&format!("{}:{digest:x}", policy.as_str()), limit.window).await?,
             Self::Unusable => return Err(Unavailable),

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod process;
 pub mod receiver;
+pub mod relay;
 pub mod service;
 
 use std::str::FromStr;

@@ -148,6 +148,8 @@ pub(crate) fn build(base: &Base, cargo: &str) -> Result<Utf8PathBuf> {
         .args(["build", "--locked", "--package", "app"])
         .current_dir(&checkout)
         .env("CARGO_TARGET_DIR", &target)
+        // A base is built once: an incremental cache would only take disk space.
+        .env("CARGO_INCREMENTAL", "0")
         .status()
         .context("running cargo")?;
     if !status.success() {
@@ -176,8 +178,8 @@ fn remove_worktree(checkout: &Utf8Path) {
 }
 
 /// A first build into an empty target directory starts from a copy of the dependencies compiled for
-/// the xtask's own build, so that only the workspace's crates compile. Those crates are left out of
-/// the copy: they are what differs.
+/// the xtask's own build, so that only the workspace's crates compile. Left out: the workspace's crates
+/// (what differs) and the executables among the dependencies (test binaries, which no build reuses).
 pub(crate) fn seed(target: &Utf8Path) -> Result<()> {
     let exe = std::env::current_exe().context("locating the xtask's own build")?;
     let Some(own) = exe.parent().and_then(|dir| Utf8Path::from_path(dir)) else {
@@ -187,24 +189,35 @@ pub(crate) fn seed(target: &Utf8Path) -> Result<()> {
     if seeded.exists() || !own.join("deps").is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(&seeded).with_context(|| format!("creating {seeded}"))?;
     for part in ["deps", "build", ".fingerprint"] {
-        if !own.join(part).is_dir() {
+        let (from, to) = (own.join(part), seeded.join(part));
+        std::fs::create_dir_all(&to).with_context(|| format!("creating {to}"))?;
+        let Ok(entries) = from.read_dir_utf8() else {
             continue;
-        }
-        let status =
-            Command::new("cp").args(["-a", own.join(part).as_str(), seeded.as_str()]).status().context("running cp")?;
-        if !status.success() {
-            bail!("copying {own}/{part} to {seeded} failed");
-        }
-        for entry in seeded.join(part).read_dir_utf8()?.flatten() {
-            if is_workspace_artifact(entry.file_name()) {
-                let path = entry.path();
-                let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+        };
+        let wanted: Vec<Utf8PathBuf> = entries
+            .flatten()
+            .filter(|entry| worth_seeding(part, entry.file_name()))
+            .map(|entry| entry.path().to_owned())
+            .collect();
+        // `cp -a` keeps the modification times cargo compares; in batches, to stay under the argument limit.
+        for batch in wanted.chunks(512) {
+            let status = Command::new("cp")
+                .args(["-a", "-t", to.as_str()])
+                .args(batch.iter().map(|path| path.as_str()))
+                .status()
+                .context("running cp")?;
+            if !status.success() {
+                bail!("copying {from} to {to} failed");
             }
         }
     }
     Ok(())
+}
+
+fn worth_seeding(part: &str, name: &str) -> bool {
+    let compiled_library = name.starts_with("lib") || name.ends_with(".d");
+    !is_workspace_artifact(name) && (part != "deps" || compiled_library)
 }
 
 /// `app-…`, `libapp-…`, `xtask-…`: what cargo builds for the workspace's own crates.
@@ -227,5 +240,9 @@ mod tests {
         for name in ["approx-1", "libappendix-2.rlib", "axum-3", "libsqlx-4.rlib", "xtasks-5"] {
             assert!(!is_workspace_artifact(name), "{name}");
         }
+        // Test binaries are not worth a copy; libraries, their dep-info and build scripts' outputs are.
+        assert!(!worth_seeding("deps", "deploy_host-0123abcd"));
+        assert!(worth_seeding("deps", "libsqlx-4.rlib") && worth_seeding("deps", "sqlx-4.d"));
+        assert!(worth_seeding("build", "ring-5") && !worth_seeding("build", "app-6"));
     }
 }

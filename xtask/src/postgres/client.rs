@@ -48,6 +48,27 @@ fn first_line(sql: &str) -> &str {
     sql.lines().next().unwrap_or_default()
 }
 
+/// Applies the service's migrations (`app/migrations/*.sql`, in order) to `url` through `psql`, in one
+/// transaction; returns how many there were.
+pub(crate) fn apply_migrations(url: &str) -> Result<usize> {
+    let migrations = crate::project::root().join("app/migrations");
+    let mut files: Vec<camino::Utf8PathBuf> = migrations
+        .read_dir_utf8()
+        .with_context(|| format!("reading {migrations}"))?
+        .flatten()
+        .map(|entry| entry.path().to_owned())
+        .filter(|path| path.extension() == Some("sql"))
+        .collect();
+    files.sort_unstable();
+    let mut psql = program("psql")?;
+    psql.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--dbname", url]);
+    for file in &files {
+        psql.args(["--file", file.as_str()]);
+    }
+    output(psql, &format!("applying the {} migrations of {migrations}", files.len()))?;
+    Ok(files.len())
+}
+
 /// `url` with its database name replaced by `database` (query parameters kept).
 pub(crate) fn with_database(url: &str, database: &str) -> Result<String> {
     let (base, params) = url.split_once('?').map_or((url, None), |(base, params)| (base, Some(params)));

@@ -269,7 +269,8 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A port on 127.0.0.1 that nothing listens on (a race with another process is possible, and rare).
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
 }

@@ -5,7 +5,7 @@ pub(crate) mod client;
 mod cluster;
 mod container;
 
-pub(crate) use cluster::process_alive;
+pub(crate) use cluster::{free_port, process_alive};
 
 use anyhow::{Result, bail};
 
