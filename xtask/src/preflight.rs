@@ -153,7 +153,7 @@ pub(crate) fn run(needs: &[&'static Tool], args: InstallArgs) -> Result<()> {
     let started = Instant::now();
     let rows: Vec<(&Tool, Status)> = needs.iter().map(|tool| (*tool, tool.status())).collect();
     print!("{}", table(&rows));
-    let missing: Vec<&Tool> =
+    let missing: Vec<&'static Tool> =
         rows.iter().filter(|(_, status)| matches!(status, Status::Missing(_))).map(|(tool, _)| *tool).collect();
     if missing.is_empty() {
         println!("preflight: all {} found ({:.1} s)", rows.len(), started.elapsed().as_secs_f64());
@@ -195,18 +195,18 @@ fn names(tools: &[&Tool]) -> String {
 struct Plan {
     /// `NAME@VERSION` for `cargo install --locked`.
     cargo: Vec<String>,
-    /// `PACKAGE==VERSION` for pip.
-    pypi: Vec<String>,
+    /// The tool's name and `PACKAGE==VERSION` for pip.
+    pypi: Vec<(&'static str, String)>,
     system: Vec<Packages>,
 }
 
 impl Plan {
-    fn new(missing: &[&Tool]) -> Self {
+    fn new(missing: &[&'static Tool]) -> Self {
         let mut plan = Self::default();
         for tool in missing {
             match tool.source {
                 Source::Cargo { version } => plan.cargo.push(format!("{}@{version}", tool.name)),
-                Source::Pypi { package, version, .. } => plan.pypi.push(format!("{package}=={version}")),
+                Source::Pypi { package, version, .. } => plan.pypi.push((tool.name, format!("{package}=={version}"))),
                 Source::System { packages, .. } => plan.system.push(packages),
             }
         }
@@ -226,11 +226,13 @@ fn install(plan: &Plan, installer: Option<(Platform, Vec<&str>)>) -> Result<()> 
         let python = programs::find("python3").ok_or_else(|| {
             Fix::new("python3 is not installed (it installs the PyPI tools)", "install python3 and python3-pip")
         })?;
-        let (dir, pypi) = (tools::pypi_dir(), &plan.pypi);
-        println!("preflight: installing {} into {dir}", pypi.join(" "));
-        cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check --upgrade --target {dir} {pypi...}")
-            .run()
-            .context("installing the PyPI tools (needs pip: python3-pip)")?;
+        for (name, spec) in &plan.pypi {
+            let dir = tools::pypi_dir(name);
+            println!("preflight: installing {spec} into {dir}");
+            cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check --upgrade --target {dir} {spec}")
+                .run()
+                .with_context(|| format!("installing {spec} (needs pip: python3-pip)"))?;
+        }
     }
     let Some((platform, sudo)) = installer else {
         return Ok(());
@@ -245,7 +247,7 @@ fn install(plan: &Plan, installer: Option<(Platform, Vec<&str>)>) -> Result<()> 
 }
 
 /// The one command that installs every tool of `missing`.
-fn install_line(missing: &[&Tool]) -> String {
+fn install_line(missing: &[&'static Tool]) -> String {
     let plan = Plan::new(missing);
     let mut parts = Vec::new();
     if !plan.system.is_empty() {
@@ -258,7 +260,9 @@ fn install_line(missing: &[&Tool]) -> String {
         parts.push(format!("cargo install --locked {}", plan.cargo.join(" ")));
     }
     if !plan.pypi.is_empty() {
-        parts.push(format!("python3 -m pip install --target {} {}", tools::pypi_dir(), plan.pypi.join(" ")));
+        for (name, spec) in &plan.pypi {
+            parts.push(format!("python3 -m pip install --target {} {spec}", tools::pypi_dir(name)));
+        }
     }
     parts.join(" && ")
 }

@@ -23,7 +23,7 @@ pub(crate) struct Tool {
 pub(crate) enum Source {
     /// `cargo install --locked NAME@VERSION`; there when `cargo SUBCOMMAND --version` answers.
     Cargo { version: &'static str },
-    /// `pip install PACKAGE==VERSION` into `target/tools/pypi`; there when `program` is found.
+    /// `pip install PACKAGE==VERSION` into `target/tools/pypi/NAME`; there when `program` is found.
     Pypi { package: &'static str, version: &'static str, program: &'static str },
     /// Programs that come with the system's packages, found by `programs::find`.
     System { programs: &'static [&'static str], packages: Packages, need: Need },
@@ -176,6 +176,10 @@ impl Tool {
         match &self.source {
             Source::Cargo { version } => match cargo_version(self.name) {
                 Some(found) if found.contains(version) => Status::Found(found),
+                // cargo-auditable hands `--version` on to cargo, which then names itself.
+                Some(found) if !found.contains(self.name.trim_start_matches("cargo-")) => {
+                    Status::Found(format!("installed (pinned {version})"))
+                }
                 Some(found) => Status::Found(format!("{found} (pinned {version})")),
                 None => Status::Missing(self.name.to_owned()),
             },
@@ -203,7 +207,7 @@ impl Tool {
         match &self.source {
             Source::Cargo { .. } => None,
             Source::Pypi { program, .. } => {
-                let pinned = pypi_dir().join("bin").join(program).into_std_path_buf();
+                let pinned = pypi_dir(self.name).join("bin").join(program).into_std_path_buf();
                 if pinned.is_file() { Some(pinned) } else { programs::find(program) }
             }
             Source::System { programs, .. } => programs.first().and_then(|name| programs::find(name)),
@@ -215,7 +219,7 @@ impl Tool {
         let path = self.path().ok_or_else(|| self.missing())?;
         let mut command = Command::new(path);
         if let Source::Pypi { .. } = self.source {
-            command.env("PYTHONPATH", pypi_dir());
+            command.env("PYTHONPATH", pypi_dir(self.name));
         }
         Ok(command)
     }
@@ -263,11 +267,12 @@ fn cargo_version(name: &str) -> Option<String> {
     output.status.success().then(|| text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
-/// Where pinned PyPI tools are installed: in the xtask's own `target/` (whichever workspace it works on),
-/// so nothing outside the checkout changes.
-pub(crate) fn pypi_dir() -> Utf8PathBuf {
+/// Where the pinned PyPI tool `name` is installed: in the xtask's own `target/` (whichever workspace it
+/// works on), so nothing outside the checkout changes; one directory per tool, since pip's `--target`
+/// replaces a `bin/` that another tool already filled.
+pub(crate) fn pypi_dir(name: &str) -> Utf8PathBuf {
     let workspace = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Utf8Path::new(".."));
-    workspace.join("target/tools/pypi")
+    workspace.join("target/tools/pypi").join(name)
 }
 
 pub(crate) fn is_root() -> bool {

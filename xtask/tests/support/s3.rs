@@ -21,8 +21,9 @@ impl S3Server {
     /// A running server with `bucket` created.
     pub(crate) fn start(bucket: &str) -> Self {
         let port = super::free_port();
-        // Installed by the preflight into target/tools/pypi (a script needing its PYTHONPATH), or anywhere.
-        let pypi = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/pypi");
+        // Installed by the preflight into target/tools/pypi/moto_server (a script needing its PYTHONPATH),
+        // or anywhere.
+        let pypi = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/pypi/moto_server");
         let pinned = pypi.join("bin/moto_server");
         let mut command = if pinned.is_file() { Command::new(pinned) } else { super::program("moto_server") };
         let child = command
