@@ -13,7 +13,7 @@ const PROBE_OK: Probe = Probe { headers_mounted: true, csrf_enforced: true };
 fn value(name: &str) -> &'static str {
     match name {
         "APP_ENV" => "production",
-        "DATABASE_URL" => "postgres://app@db/app",
+        "DATABASE_URL" => "postgres://app@db/app?sslmode=verify-full",
         "SECRET_KEY" => "Zq8x1Lr4Vt7Yb2Nc5Md9Kf3Hg6Jw0Pa8Se1Ru4Ti7Oy2Uz5Xv9Qm3",
         "ALLOWED_HOSTS" => "app.example.com",
         "TRUSTED_PROXIES" => "10.0.0.0/8",

@@ -97,19 +97,27 @@ impl Panics {
 }
 
 /// Adds up the test runner's summaries: nextest's `N tests run: P passed, F failed, …` and libtest's
-/// `test result: ok. P passed; F failed; …` (one per test binary).
+/// `test result: ok. P passed; F failed; …` (one per test binary). nextest repeats each failing test's
+/// own libtest summary in its output, so once its summary arrives it alone counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TestCounts {
     pub(crate) passed: u64,
     pub(crate) failed: u64,
+    from_nextest: bool,
 }
 
 impl TestCounts {
     pub(crate) fn feed(&mut self, line: &str) {
         let summary =
             if let Some((_, rest)) = line.split_once(" tests run: ").or_else(|| line.split_once(" test run: ")) {
+                if !self.from_nextest {
+                    *self = Self { from_nextest: true, ..Self::default() };
+                }
                 rest
             } else if let Some(rest) = line.trim_start().strip_prefix("test result: ") {
+                if self.from_nextest {
+                    return;
+                }
                 rest
             } else {
                 return;
@@ -205,15 +213,24 @@ mod tests {
     fn test_counts_add_up_nextest_and_libtest_summaries() {
         let mut counts = TestCounts::default();
         counts.feed("     Summary [   9.236s] 145 tests run: 144 passed, 1 failed, 0 skipped");
-        assert_eq!(counts, TestCounts { passed: 144, failed: 1 });
+        assert_eq!((counts.passed, counts.failed), (144, 1));
         let mut counts = TestCounts::default();
         counts.feed("     Summary [  55.414s] 171 tests run: 171 passed (1 slow), 0 skipped");
-        assert_eq!(counts, TestCounts { passed: 171, failed: 0 });
+        assert_eq!((counts.passed, counts.failed), (171, 0));
         let mut counts = TestCounts::default();
         counts.feed("test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s");
         counts.feed("test result: FAILED. 2 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
         counts.feed("running 4 tests");
-        assert_eq!(counts, TestCounts { passed: 5, failed: 2 });
+        assert_eq!((counts.passed, counts.failed), (5, 2));
+    }
+
+    #[test]
+    fn a_failing_tests_own_summary_inside_nextest_output_is_not_counted_again() {
+        let mut counts = TestCounts::default();
+        counts.feed("    test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 2 filtered out");
+        counts.feed("     Summary [ 383.445s] 354 tests run: 352 passed (7 slow), 2 failed, 0 skipped");
+        counts.feed("    test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 2 filtered out");
+        assert_eq!((counts.passed, counts.failed), (352, 2));
     }
 
     #[test]
