@@ -4,6 +4,7 @@
 //! making new TLS connections (each verified against pebble's root) and none fails, and a renewal that
 //! `nginx -t` refuses leaves the previous certificate in place.
 
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,8 @@ impl Pebble {
             .expect("pebble starts");
         let pebble = Self { child, dir: dir.to_owned(), port, management };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() || TcpStream::connect(("127.0.0.1", management)).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() || TcpStream::connect(("127.0.0.1", management)).is_err()
+        {
             let log = std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default();
             assert!(Instant::now() < deadline, "pebble did not start: {log}");
             std::thread::sleep(Duration::from_millis(50));
@@ -127,17 +129,44 @@ impl Drop for Pebble {
 
 /// The certificate nginx serves for NAME: its serial and issuer.
 fn served(edge: &Edge) -> (String, String) {
-    let script = format!(
-        "openssl s_client -connect 127.0.0.1:{} -servername {NAME} </dev/null 2>/dev/null | openssl x509 -noout -serial -issuer",
-        edge.https
-    );
-    let output = Command::new("sh").arg("-c").arg(&script).output().expect("sh runs");
+    let connect = format!("127.0.0.1:{}", edge.https);
+    let handshake = program("openssl")
+        .args(["s_client", "-connect", &connect, "-servername", NAME])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let shown = String::from_utf8_lossy(&handshake.stdout).into_owned();
+    let mut x509 = program("openssl")
+        .args(["x509", "-noout", "-serial", "-issuer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    x509.stdin.take().expect("stdin").write_all(shown.as_bytes()).expect("write");
+    let output = x509.wait_with_output().expect("openssl runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{script}: {text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "no certificate in: {shown}{}", String::from_utf8_lossy(&handshake.stderr));
     let field = |name: &str| {
-        text.lines().find_map(|line| line.strip_prefix(name)).unwrap_or_else(|| panic!("no {name} in {text}")).to_owned()
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
     };
     (field("serial="), field("issuer="))
+}
+
+/// The certificate nginx serves once it is no longer `old`: `nginx -s reload` only signals the master,
+/// which then starts new workers.
+fn served_after_reload(edge: &Edge, old: &(String, String)) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = served(edge);
+        if now != *old || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// One request over a new TLS connection for NAME, the chain verified against `root`; its failure if any.
@@ -174,7 +203,7 @@ fn a_certificate_from_pebble_is_served_by_nginx_and_renewed_without_a_failed_req
     assert!(!placeholder.1.contains("Pebble"), "{placeholder:?}");
     let issue = tls("issue", &[]).ok();
     assert!(issue.text().contains("nginx -t passed, nginx reloaded"), "{}", issue.text());
-    let issued = served(&edge);
+    let issued = served_after_reload(&edge, &placeholder);
     assert!(issued.1.contains("Pebble Intermediate CA"), "nginx serves {issued:?}");
     assert_ne!(issued.0, placeholder.0);
     let root = pebble.issuing_root();
@@ -183,7 +212,8 @@ fn a_certificate_from_pebble_is_served_by_nginx_and_renewed_without_a_failed_req
     // The key is the owner's alone; the account key too; no challenge response is left behind.
     let mode = |path: PathBuf| std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(cert_dir.join("privkey.pem")), 0o600);
-    let accounts: Vec<PathBuf> = std::fs::read_dir(&state).expect("state").map(|entry| entry.expect("entry").path()).collect();
+    let accounts: Vec<PathBuf> =
+        std::fs::read_dir(&state).expect("state").map(|entry| entry.expect("entry").path()).collect();
     assert!(accounts.len() == 1 && mode(accounts[0].clone()) == 0o600, "{accounts:?}");
     let challenges = edge.dir.join("acme/.well-known/acme-challenge");
     assert_eq!(std::fs::read_dir(&challenges).expect("the challenge directory").count(), 0);
@@ -192,7 +222,9 @@ fn a_certificate_from_pebble_is_served_by_nginx_and_renewed_without_a_failed_req
     let metric = std::fs::read_to_string(metrics.join("shipshape_tls.prom")).expect("the metrics file");
     let expires: f64 = metric
         .lines()
-        .find_map(|line| line.strip_prefix(&format!("shipshape_tls_certificate_expiry_timestamp_seconds{{domain=\"{NAME}\"}} ")))
+        .find_map(|line| {
+            line.strip_prefix(&format!("shipshape_tls_certificate_expiry_timestamp_seconds{{domain=\"{NAME}\"}} "))
+        })
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no expiry sample in {metric}"));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs_f64();
@@ -228,17 +260,24 @@ fn a_certificate_from_pebble_is_served_by_nginx_and_renewed_without_a_failed_req
         assert!(renew.text().contains("nginx reloaded"), "{}", renew.text());
     });
     let failures = failures.into_inner().expect("lock");
+    println!("{} requests during and after the renewal", sent.load(Ordering::SeqCst));
     assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), sent.into_inner());
-    let renewed = served(&edge);
+    let renewed = served_after_reload(&edge, &issued);
     assert!(renewed.1.contains("Pebble Intermediate CA"), "{renewed:?}");
     assert_ne!(renewed.0, issued.0, "the renewal put a new certificate in service");
 
     // A renewal nginx -t refuses (here a broken snippet): the previous pair stays, nginx is not reloaded.
-    let before = (std::fs::read(cert_dir.join("fullchain.pem")).expect("read"), std::fs::read(cert_dir.join("privkey.pem")).expect("read"));
+    let before = (
+        std::fs::read(cert_dir.join("fullchain.pem")).expect("read"),
+        std::fs::read(cert_dir.join("privkey.pem")).expect("read"),
+    );
     let snippet = edge.dir.join("conf/shipshape/snippets/errors.conf");
     std::fs::write(&snippet, "this is not nginx;\n").expect("write");
     tls("renew", &["--force"]).failed(&["nginx -t refused", "the previous certificate and key are back in place"]);
-    let after = (std::fs::read(cert_dir.join("fullchain.pem")).expect("read"), std::fs::read(cert_dir.join("privkey.pem")).expect("read"));
+    let after = (
+        std::fs::read(cert_dir.join("fullchain.pem")).expect("read"),
+        std::fs::read(cert_dir.join("privkey.pem")).expect("read"),
+    );
     assert!(before == after, "the files nginx reads changed");
     assert_eq!(served(&edge), renewed);
 }

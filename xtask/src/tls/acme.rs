@@ -118,7 +118,10 @@ impl Client<'_> {
         if let Ok(text) = std::fs::read_to_string(&file) {
             let credentials: AccountCredentials =
                 serde_json::from_str(&text).with_context(|| format!("{file} is not an ACME account: remove it"))?;
-            return builder.from_credentials(credentials).await.with_context(|| format!("loading the account of {file}"));
+            return builder
+                .from_credentials(credentials)
+                .await
+                .with_context(|| format!("loading the account of {file}"));
         }
         let contact = self.email.map(|email| format!("mailto:{email}"));
         let contact: Vec<&str> = contact.iter().map(String::as_str).collect();

@@ -56,9 +56,9 @@ impl Edge {
         Self::start_with("app.test", |conf| conf)
     }
 
-    /// The edge for the host `name`, with shipshape.conf changed by `edit` (the mistakes the checks must catch).
-    pub(crate) fn start_with(name: &str, edit: impl Fn(String) -> String) -> Self {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("edge-{}-{name}", std::process::id()));
+    /// The edge for `host`, with shipshape.conf changed by `edit` (the mistakes the checks must catch).
+    pub(crate) fn start_with(host: &str, edit: impl Fn(String) -> String) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("edge-{}-{host}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (conf, (http, https)) = (dir.join("conf"), (free_port(), free_port()));
         for sub in ["conf/shipshape/snippets", "conf/tls", "run", "tmp"] {
@@ -85,7 +85,7 @@ impl Edge {
                     edit(text.lines().filter(|line| !line.contains("listen [::]")).collect::<Vec<_>>().join("\n"))
                 }
                 "upstream.conf" => substitute(&text, "/srv/shipshape/run/", &format!("{d}/run/")),
-                "snippets/server-name.conf" => substitute(&text, "shipshape.example.com", name),
+                "snippets/server-name.conf" => substitute(&text, "shipshape.example.com", host),
                 _ => text,
             };
             std::fs::write(conf.join("shipshape").join(name), text).expect("write");
@@ -103,9 +103,9 @@ impl Edge {
         let certificate = Command::new("openssl")
             .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
             .arg("-subj")
-            .arg(format!("/CN={name}"))
+            .arg(format!("/CN={host}"))
             .arg("-addext")
-            .arg(format!("subjectAltName=DNS:{name}"))
+            .arg(format!("subjectAltName=DNS:{host}"))
             .arg("-keyout")
             .arg(conf.join("tls/privkey.pem"))
             .arg("-out")
@@ -116,7 +116,7 @@ impl Edge {
 
         let socket = dir.join("run/blue.sock");
         std::os::unix::fs::symlink("blue.sock", dir.join("run/live.sock")).expect("link");
-        let env = [("TRUSTED_PROXIES", "127.0.0.1/32"), ("ALLOWED_HOSTS", name)];
+        let env = [("TRUSTED_PROXIES", "127.0.0.1/32"), ("ALLOWED_HOSTS", host)];
         let service = serve(&format!("unix:{}", socket.display()), &env, || {
             std::os::unix::net::UnixStream::connect(&socket).is_ok()
         });
