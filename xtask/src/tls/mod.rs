@@ -11,8 +11,9 @@
 //! ring) the xtask already has for S3 (`transport.rs`), so the protocol, the account and the nonce
 //! handling come from a maintained crate and the xtask gains no async HTTP stack. Its tokio dependency
 //! compiles only the `time` feature, which nothing here calls (the polls sleep on the thread).
-//! `cargo build -p xtask` from scratch: 150.9 s CPU before, measured in the change that added it.
-//! certbot or lego would add nothing to the build but a program to install and parse on every host.
+//! Cost, `cargo build -p xtask` from scratch on 2 cores: 59.7 s CPU (user + system) before, 69.6 s after.
+//! certbot or lego would cost no build time, but a program to install, keep and parse on every host,
+//! where now the xtask the deploy already copies is all a host needs.
 
 mod acme;
 mod swap;
