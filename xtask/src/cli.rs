@@ -74,7 +74,7 @@ pub(crate) enum Command {
     /// `secrets check --target host|kubernetes|fly`: every variable a deployed service requires is in the
     /// target's store (names only, never a value).
     Secrets(SecretsArgs),
-    /// `tls expiry --cert PEM --domain NAME --metrics-dir DIR`: the served certificate's expiry as a metric.
+    /// `tls issue|renew`: ACME certificates for the nginx edge; `tls expiry`: the served certificate's expiry as a metric.
     Tls(TlsArgs),
     /// Measure the release service against the bare limits; write docs/benchmarks.md (--check: compare).
     Bench(BenchArgs),

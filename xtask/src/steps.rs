@@ -137,10 +137,11 @@ pub(crate) const TEST_TOOLS: &[&Tool] = &[
     &tools::CURL,
     &tools::LOGROTATE,
     &tools::SETPRIV,
-    // The off-site backup tests: encryption, and a real S3 server; the certificate expiry test.
+    // The off-site backup tests: encryption, and a real S3 server; the certificate tests and their CA.
     &tools::AGE,
     &tools::MOTO,
     &tools::OPENSSL,
+    &tools::PEBBLE,
 ];
 
 /// What the steps share while the pipeline runs.

@@ -152,6 +152,13 @@ pub(crate) const PROMETHEUS: Tool = Tool::system(
     "alert rules and their tests",
 );
 pub(crate) const AGE: Tool = Tool::system("age", &["age", "age-keygen"], same("age"), "off-site backup encryption");
+// Debian/Ubuntu `pebble` (tried); the Fedora and Homebrew names are the ones their indexes list, untried here.
+pub(crate) const PEBBLE: Tool = Tool::system(
+    "pebble",
+    &["pebble"],
+    Packages { apt: Some("pebble"), dnf: Some("golang-github-letsencrypt-pebble"), brew: Some("pebble") },
+    "ACME test server for the certificate tests",
+);
 pub(crate) const OPENSSL: Tool = Tool::system(
     "openssl",
     &["openssl"],

@@ -8,6 +8,7 @@
 //! <root>/slots/<slot>[.env]    systemd mode: the release link and the environment file of each instance
 //! <root>/logs/<slot>.log       process mode: each slot's output
 //! <root>/backups/              the dumps taken before migrations
+//! <root>/acme/.well-known/acme-challenge/   ACME HTTP-01 responses (`xtask tls`), which nginx serves on port 80
 //! <root>/state.json, journal.json, platform-journal.json, audit.log, deploy.lock
 //! <root>/bin/xtask, incoming/<id>/app   over ssh: the xtask and an uploaded release
 //! ```
@@ -173,6 +174,11 @@ impl Layout {
 
     pub(crate) fn backups(&self) -> Utf8PathBuf {
         self.root.join("backups")
+    }
+
+    /// nginx's `root` for `/.well-known/acme-challenge/` (deploy/nginx/shipshape.conf).
+    pub(crate) fn acme_webroot(&self) -> Utf8PathBuf {
+        self.root.join("acme")
     }
 
     pub(crate) fn state(&self) -> Utf8PathBuf {

@@ -6,7 +6,7 @@ mod fly;
 mod host;
 mod image;
 mod kubernetes;
-mod layout;
+pub(crate) mod layout;
 mod live;
 mod lock;
 mod machine;

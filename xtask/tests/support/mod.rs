@@ -1,6 +1,7 @@
 //! What the process-level tests share: an xtask run's output, psql, free ports and the service binary.
 #![allow(dead_code)] // each test crate uses its own part
 
+pub(crate) mod edge;
 pub(crate) mod s3;
 
 use std::net::TcpListener;
