@@ -82,8 +82,9 @@ async fn identify(state: &AppState, parts: &axum::http::HeaderMap) -> Result<Opt
 
 /// Inside the router: lets public routes through, and everything else only with credentials.
 pub async fn require(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
-    let mut response = if is_public(request.method(), &route) {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    let mut response = if is_public(request.method(), route) {
         next.run(request).await
     } else {
         authenticated(&state, request, next).await

@@ -1,6 +1,7 @@
 //! Router assembly: the routes, and the middleware stack in one place, in order.
 
 pub mod access_log;
+pub mod around;
 pub mod cors;
 pub mod csp_report;
 pub mod csrf;
@@ -30,6 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 use crate::{auth, error_reports, health, notes, openapi, traces};
+use around::around;
 use errors::ApiError;
 use headers::SecurityHeaders;
 use shared::shared;
@@ -72,16 +74,17 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
     crate::metrics::install();
     let config = &state.config;
     let security_headers = Arc::new(SecurityHeaders::from_config(&config.security)?);
-    // `shared(…)` around each layer that clones its inner service per request keeps that clone cheap.
+    // `around(…)` layers cost no allocation; `shared(…)` around each layer that clones its inner
+    // service per request keeps that clone cheap.
     let stack = ServiceBuilder::new()
         // The request id first, so that every log line and error body below can carry it.
-        .layer(shared(from_fn(request_id::assign)))
+        .layer(request_id::layer())
         // Who is asking (IP, scheme, host) through trusted proxies only; used by everything below.
-        .layer(shared(from_fn_with_state(state.clone(), proxy::identify)))
+        .layer(around(proxy::Identify(state.clone())))
         // Security headers outside every rejection, so 400/404/408/413/500/503 get them too.
-        .layer(shared(from_fn_with_state(security_headers, headers::apply)))
+        .layer(around(headers::Apply(security_headers)))
         // One JSON error shape for whatever the layers below refuse.
-        .layer(shared(from_fn(errors::render)))
+        .layer(around(errors::Render))
         // Only when configured: a span per request, and a report of every 5xx (a panic's included).
         // Above the access log, whose responses have the same body type, as `option_layer` needs.
         .option_layer(
@@ -89,7 +92,7 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         )
         .option_layer(config.observability.sentry_dsn.is_some().then(|| from_fn(error_reports::capture)))
         // Logged and measured with their final status, rejections included.
-        .layer(shared(from_fn(access_log::record)))
+        .layer(around(access_log::Record))
         // A panic becomes a 500, never a dropped connection.
         .layer(CatchPanicLayer::custom(errors::panic_response))
         .layer(shared(HandleErrorLayer::new(overloaded)))
@@ -98,10 +101,10 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         .layer(GlobalConcurrencyLimitLayer::new(config.limits.max_concurrent_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.limits.request_timeout))
         // Unknown hosts never reach the redirect or a handler.
-        .layer(shared(from_fn_with_state(state.clone(), hosts::enforce)))
-        .layer(shared(from_fn_with_state(state.clone(), https::redirect)))
+        .layer(around(hosts::Enforce(state.clone())))
+        .layer(around(https::Redirect(state.clone())))
         .layer(cors::layer(&config.security.cors_allowed_origins))
-        .layer(shared(from_fn_with_state(state.clone(), csrf::protect)))
+        .layer(around(csrf::Protect(state.clone())))
         // Innermost because it changes the request body type, which the layers above do not take.
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes));
     let routes = match config.observability.sentry_dsn {
@@ -109,7 +112,7 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         None => routes,
     };
     Ok(routes
-        .route_layer(shared(from_fn(access_log::capture_route)))
+        .route_layer(around(access_log::CaptureRoute))
         // The body limit above is the one that counts.
         .layer(DefaultBodyLimit::disable())
         .layer(stack)
