@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -110,8 +111,8 @@ struct Recorder<'a> {
 
 impl Recorder<'_> {
     fn put(&mut self, field: &Field, slot: Slot) {
-        let name = field.name().trim_start_matches("r#");
-        if is_sensitive(name) {
+        let name = field_name(field);
+        if is_sensitive_field(field) {
             return self.put_text(field, |text| text.push_str(REDACTED));
         }
         if self.replace {
@@ -122,10 +123,10 @@ impl Recorder<'_> {
     }
 
     fn put_text(&mut self, field: &Field, write: impl FnOnce(&mut String)) {
-        let name = field.name().trim_start_matches("r#");
+        let name = field_name(field);
         let text = &mut self.fields.text;
         let start = text.len();
-        if is_sensitive(name) {
+        if is_sensitive_field(field) {
             text.push_str(REDACTED);
         } else {
             write(text);
@@ -176,14 +177,73 @@ impl Visit for Recorder<'_> {
     }
 }
 
+/// A field's name, without the `r#` of a raw identifier.
+fn field_name(field: &Field) -> &'static str {
+    let name = field.name();
+    name.strip_prefix("r#").unwrap_or(name)
+}
+
+/// Which bytes start a sensitive word, in either case.
+const STARTS_A_WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut index = 0;
+    while index < SENSITIVE.len() {
+        let first = SENSITIVE[index].as_bytes()[0];
+        table[first as usize] = true;
+        table[first.to_ascii_uppercase() as usize] = true;
+        index += 1;
+    }
+    table
+};
+
 /// Whether a field name holds one of the sensitive words, in any case (without allocating: it runs for
-/// every field of every line).
+/// every field of every line). Words are compared only where the name has one's first letter.
 fn is_sensitive(key: &str) -> bool {
     let key = key.as_bytes();
-    SENSITIVE.iter().any(|word| {
-        let word = word.as_bytes();
-        key.windows(word.len())
-            .any(|window| window[0].eq_ignore_ascii_case(&word[0]) && window.eq_ignore_ascii_case(word))
+    key.iter().enumerate().filter(|&(_, &byte)| STARTS_A_WORD[usize::from(byte)]).any(|(start, byte)| {
+        let first = byte.to_ascii_lowercase();
+        SENSITIVE.iter().any(|word| {
+            let word = word.as_bytes();
+            word[0] == first && key[start..].get(..word.len()).is_some_and(|window| window.eq_ignore_ascii_case(word))
+        })
+    })
+}
+
+/// How many callsites each thread remembers the verdicts of.
+const VERDICT_SLOTS: usize = 8;
+
+thread_local! {
+    /// Per callsite, which of its fields (by index) have been judged, and which of those are sensitive.
+    /// Names are static per callsite, and the same few callsites log on every request (the request's
+    /// span, the access line): judged once, not per line.
+    static VERDICTS: std::cell::RefCell<Vec<(Identifier, u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `is_sensitive` of the field's name, remembered.
+fn is_sensitive_field(field: &Field) -> bool {
+    let Some(bit) = 1_u64.checked_shl(u32::try_from(field.index()).unwrap_or(u32::MAX)) else {
+        return is_sensitive(field_name(field));
+    };
+    VERDICTS.with_borrow_mut(|verdicts| {
+        let callsite = field.callsite();
+        let slot = match verdicts.iter().position(|(known, ..)| *known == callsite) {
+            Some(slot) => slot,
+            None => {
+                if verdicts.len() == VERDICT_SLOTS {
+                    verdicts.remove(0);
+                }
+                verdicts.push((callsite, 0, 0));
+                verdicts.len() - 1
+            }
+        };
+        let (_, judged, sensitive) = &mut verdicts[slot];
+        if *judged & bit == 0 {
+            *judged |= bit;
+            if is_sensitive(field_name(field)) {
+                *sensitive |= bit;
+            }
+        }
+        *sensitive & bit != 0
     })
 }
 
@@ -213,10 +273,25 @@ impl std::fmt::Debug for LogLayer {
     }
 }
 
-/// A value as JSON (JSON escapes line breaks: one event is always one line).
+/// A JSON string. Most texts need no escaping and are copied as they are; JSON escapes line breaks,
+/// so one event is always one line.
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// A value as JSON.
 fn write_json(out: &mut Vec<u8>, line: &Fields, slot: Slot) {
     let _ = match slot {
-        Slot::Text(..) => serde_json::to_writer(&mut *out, line.text(slot).unwrap_or_default()),
+        Slot::Text(..) => {
+            write_json_str(out, line.text(slot).unwrap_or_default());
+            Ok(())
+        }
         Slot::I64(value) => serde_json::to_writer(&mut *out, &value),
         Slot::U64(value) => serde_json::to_writer(&mut *out, &value),
         // Not a finite number: `null`, as JSON has no other way to say it.
@@ -239,7 +314,7 @@ impl LogLayer {
                     if index > 0 {
                         out.push(b',');
                     }
-                    let _ = serde_json::to_writer(&mut *out, key);
+                    write_json_str(out, key);
                     out.push(b':');
                     write_json(out, line, slot);
                 }

@@ -64,8 +64,8 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         match self.around.before(&mut request) {
-            Ok(carry) => AroundFuture::Inner { inner: self.inner.call(request), after: Some((self.around.clone(), carry)) },
-            Err(response) => AroundFuture::Answered { response: Some(response) },
+            Ok(carry) => AroundFuture::inner(self.inner.call(request), self.around.clone(), carry),
+            Err(response) => AroundFuture::answered(response),
         }
     }
 }
@@ -75,6 +75,18 @@ pin_project! {
     pub enum AroundFuture<A: Around, F> {
         Answered { response: Option<Response> },
         Inner { #[pin] inner: F, after: Option<(A, A::Carry)> },
+    }
+}
+
+impl<A: Around, F> AroundFuture<A, F> {
+    /// A response given without the inner service.
+    pub fn answered(response: Response) -> Self {
+        Self::Answered { response: Some(response) }
+    }
+
+    /// The inner service's future, its response passed to `around.after` with `carry`.
+    pub fn inner(inner: F, around: A, carry: A::Carry) -> Self {
+        Self::Inner { inner, after: Some((around, carry)) }
     }
 }
 
@@ -101,5 +113,21 @@ where
 impl<A: Around, F> std::fmt::Debug for AroundFuture<A, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AroundFuture")
+    }
+}
+
+/// The `Around` of a service that answers some requests itself and passes the others on untouched.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass;
+
+impl Around for Pass {
+    type Carry = ();
+
+    fn before(&self, _: &mut Request) -> Result<(), Response> {
+        Ok(())
+    }
+
+    fn after(&self, (): (), response: Response) -> Response {
+        response
     }
 }

@@ -1,14 +1,31 @@
 //! `CORS_ALLOWED_ORIGINS`: an allow-list, with credentials. `*` allows any origin but never with
 //! credentials (and `check --deploy` refuses it in deployed environments).
+//!
+//! tower-http's layer answers preflights and judges every request that names an `Origin`. Most
+//! requests name none (probes, API clients, browsers' same-origin GETs), and for those it adds the
+//! same headers every time, yet builds and merges a header map per request; here they are asked of
+//! it once, at startup, and copied onto each such response.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Method, header};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::Response;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::around::{Around, AroundFuture};
 use super::request_id;
 
-pub fn layer(origins: &[String]) -> CorsLayer {
+/// The CORS policy, as tower-http's layer. (No private-network access: the one header whose value
+/// would depend on more than the `Origin`.)
+fn policy(origins: &[String]) -> CorsLayer {
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, request_id::HEADER])
@@ -20,4 +37,116 @@ pub fn layer(origins: &[String]) -> CorsLayer {
     // Origins were validated by the config; an unlisted origin gets no CORS headers at all.
     let list: Vec<HeaderValue> = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
     base.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
+}
+
+/// The headers `policy` adds to a request without `Origin` that is not a preflight: asked of it.
+fn without_origin(policy: &CorsLayer) -> Vec<(HeaderName, HeaderValue)> {
+    let answer = tower::service_fn(|_: Request| async { Ok::<_, std::convert::Infallible>(Response::new(Body::empty())) });
+    let mut future = std::pin::pin!(policy.layer(answer).oneshot(Request::new(Body::empty())));
+    // Nothing in it waits: the first poll answers.
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+        unreachable!("tower-http's CORS layer answers at once over a service that does");
+    };
+    response.headers().iter().map(|(name, value)| (name.clone(), value.clone())).collect()
+}
+
+pub fn layer(origins: &[String]) -> Cors {
+    let policy = policy(origins);
+    let fixed = Fixed(without_origin(&policy).into());
+    Cors { policy, fixed }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cors {
+    policy: CorsLayer,
+    fixed: Fixed,
+}
+
+impl<S> Layer<S> for Cors {
+    type Service = CorsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CorsService { policy: self.policy.layer(inner), fixed: self.fixed.clone() }
+    }
+}
+
+/// The headers for requests without `Origin`.
+#[derive(Debug, Clone)]
+pub struct Fixed(Arc<[(HeaderName, HeaderValue)]>);
+
+impl Around for Fixed {
+    type Carry = ();
+
+    fn before(&self, _: &mut Request) -> Result<(), Response> {
+        Ok(())
+    }
+
+    /// As tower-http merges them: `Vary` added to any the response has, the others replacing.
+    fn after(&self, (): (), mut response: Response) -> Response {
+        let out = response.headers_mut();
+        for (name, value) in self.0.iter() {
+            if name == header::VARY {
+                out.append(name, value.clone());
+            } else {
+                out.insert(name, value.clone());
+            }
+        }
+        response
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsService<S> {
+    policy: tower_http::cors::Cors<S>,
+    fixed: Fixed,
+}
+
+impl<S> Service<Request> for CorsService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.policy.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if request.method() != Method::OPTIONS && !request.headers().contains_key(header::ORIGIN) {
+            let future = self.policy.get_mut().call(request);
+            CorsFuture::Fixed { future: AroundFuture::inner(future, self.fixed.clone(), ()) }
+        } else {
+            CorsFuture::Policy { future: self.policy.call(request) }
+        }
+    }
+}
+
+pin_project! {
+    #[project = Projected]
+    pub enum CorsFuture<F> {
+        Fixed { #[pin] future: AroundFuture<Fixed, F> },
+        Policy { #[pin] future: tower_http::cors::ResponseFuture<F> },
+    }
+}
+
+impl<F, E> Future for CorsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Projected::Fixed { future } => future.poll(cx),
+            Projected::Policy { future } => future.poll(cx),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for CorsFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CorsFuture")
+    }
 }

@@ -12,16 +12,14 @@ pub mod hosts;
 pub mod https;
 pub mod proxy;
 pub mod request_id;
-pub mod shared;
+pub mod shed;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -32,9 +30,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::state::AppState;
 use crate::{auth, error_reports, health, notes, openapi, traces};
 use around::around;
-use errors::ApiError;
 use headers::SecurityHeaders;
-use shared::shared;
 
 /// Every route, guarded. Which of them answer without credentials is declared in one place,
 /// `auth::PUBLIC`; `auth::require` refuses the others without credentials (default deny).
@@ -52,16 +48,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/notes", get(notes::list).post(notes::create))
         .route("/api/v1/notes/{id}", get(notes::get).patch(notes::update).delete(notes::delete))
         // After routing, so that it knows the matched route.
-        .route_layer(shared(from_fn_with_state(state.clone(), auth::require)))
-}
-
-/// Load shedding: past the concurrency cap, answer 503 at once instead of queueing.
-async fn overloaded(_: tower::BoxError) -> Response {
-    let mut response =
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the service is at capacity; retry shortly")
-            .into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+        .route_layer(auth::RequireLayer(state.clone()))
 }
 
 /// The public router: every route behind every layer.
@@ -74,8 +61,7 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
     crate::metrics::install();
     let config = &state.config;
     let security_headers = Arc::new(SecurityHeaders::from_config(&config.security)?);
-    // `around(…)` layers cost no allocation; `shared(…)` around each layer that clones its inner
-    // service per request keeps that clone cheap.
+    // `around(…)` layers cost no allocation per request (see around.rs).
     let stack = ServiceBuilder::new()
         // The request id first, so that every log line and error body below can carry it.
         .layer(request_id::layer())
@@ -95,8 +81,7 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         .layer(around(access_log::Record))
         // A panic becomes a 500, never a dropped connection.
         .layer(CatchPanicLayer::custom(errors::panic_response))
-        .layer(shared(HandleErrorLayer::new(overloaded)))
-        .load_shed()
+        .layer(shed::ShedLayer)
         // Global: axum applies layers per route, and one semaphore must count them all.
         .layer(GlobalConcurrencyLimitLayer::new(config.limits.max_concurrent_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.limits.request_timeout))
