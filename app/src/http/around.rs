@@ -115,19 +115,3 @@ impl<A: Around, F> std::fmt::Debug for AroundFuture<A, F> {
         f.write_str("AroundFuture")
     }
 }
-
-/// The `Around` of a service that answers some requests itself and passes the others on untouched.
-#[derive(Debug, Clone, Copy)]
-pub struct Pass;
-
-impl Around for Pass {
-    type Carry = ();
-
-    fn before(&self, _: &mut Request) -> Result<(), Response> {
-        Ok(())
-    }
-
-    fn after(&self, (): (), response: Response) -> Response {
-        response
-    }
-}

@@ -53,12 +53,14 @@ fn without_origin(policy: &CorsLayer) -> Vec<(HeaderName, HeaderValue)> {
 pub fn layer(origins: &[String]) -> Cors {
     let policy = policy(origins);
     let fixed = Fixed(without_origin(&policy).into());
-    Cors { policy, fixed }
+    Cors { policy: Arc::new(policy), fixed }
 }
 
+/// tower-http's layer is cloned with every copy of the service below it (axum copies the stack per
+/// request), and its clone allocates: shared here, and applied only to the requests it concerns.
 #[derive(Debug, Clone)]
 pub struct Cors {
-    policy: CorsLayer,
+    policy: Arc<CorsLayer>,
     fixed: Fixed,
 }
 
@@ -66,7 +68,7 @@ impl<S> Layer<S> for Cors {
     type Service = CorsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CorsService { policy: self.policy.layer(inner), fixed: self.fixed.clone() }
+        CorsService { policy: Arc::clone(&self.policy), fixed: self.fixed.clone(), inner }
     }
 }
 
@@ -97,29 +99,32 @@ impl Around for Fixed {
 
 #[derive(Debug, Clone)]
 pub struct CorsService<S> {
-    policy: tower_http::cors::Cors<S>,
+    policy: Arc<CorsLayer>,
     fixed: Fixed,
+    inner: S,
 }
 
 impl<S> Service<Request> for CorsService<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = Response> + Clone,
 {
     type Response = Response;
     type Error = S::Error;
     type Future = CorsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.policy.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         if request.method() != Method::OPTIONS && !request.headers().contains_key(header::ORIGIN) {
-            let future = self.policy.get_mut().call(request);
-            CorsFuture::Fixed { future: AroundFuture::inner(future, self.fixed.clone(), ()) }
-        } else {
-            CorsFuture::Policy { future: self.policy.call(request) }
+            let future = self.inner.call(request);
+            return CorsFuture::Fixed { future: AroundFuture::inner(future, self.fixed.clone(), ()) };
         }
+        // The clone that was made ready goes to tower-http's layer; a fresh one stays for the next request.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        CorsFuture::Policy { future: self.policy.layer(ready).call(request) }
     }
 }
 

@@ -22,7 +22,6 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -81,9 +80,8 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         .layer(around(access_log::Record))
         // A panic becomes a 500, never a dropped connection.
         .layer(CatchPanicLayer::custom(errors::panic_response))
-        .layer(shed::ShedLayer)
-        // Global: axum applies layers per route, and one semaphore must count them all.
-        .layer(GlobalConcurrencyLimitLayer::new(config.limits.max_concurrent_requests))
+        // Past the concurrency cap, 503 at once.
+        .layer(shed::layer(config.limits.max_concurrent_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.limits.request_timeout))
         // Unknown hosts never reach the redirect or a handler.
         .layer(around(hosts::Enforce(state.clone())))

@@ -1,34 +1,39 @@
-//! Load shedding: past the concurrency cap (the layer below), a request gets 503 at once instead of
-//! queueing. tower's `load_shed` says so with an error that axum's `HandleErrorLayer` turns into the
-//! response, cloning the stack below and boxing a future on every request; this layer answers itself.
+//! `MAX_CONCURRENT_REQUESTS`: past the cap, a request gets 503 at once instead of queueing. One
+//! semaphore for the whole router (axum applies layers per route, and one cap must count them all); a
+//! request holds its permit until its handler has answered. This replaces tower's concurrency limit,
+//! load shedding and axum's `HandleErrorLayer`, which between them allocated and cloned on every
+//! request (the profile in docs/benchmarks.md).
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tower::{Layer, Service};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::around::{AroundFuture, Pass};
+use super::around::{Around, AroundLayer, around};
 use super::errors::ApiError;
 
-#[derive(Debug, Clone, Copy)]
-pub struct ShedLayer;
-
-impl<S> Layer<S> for ShedLayer {
-    type Service = Shed<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Shed { inner, ready: false }
-    }
+/// The cap, as a layer.
+pub fn layer(max_concurrent_requests: usize) -> AroundLayer<Slot> {
+    around(Slot(Arc::new(Semaphore::new(max_concurrent_requests))))
 }
 
+/// A request's place under the cap: taken on the way in, given back with the response.
 #[derive(Debug, Clone)]
-pub struct Shed<S> {
-    inner: S,
-    /// Whether the layer below had room when last asked.
-    ready: bool,
+pub struct Slot(Arc<Semaphore>);
+
+impl Around for Slot {
+    type Carry = OwnedSemaphorePermit;
+
+    fn before(&self, _: &mut Request) -> Result<OwnedSemaphorePermit, Response> {
+        Arc::clone(&self.0).try_acquire_owned().map_err(|_| overloaded())
+    }
+
+    fn after(&self, permit: OwnedSemaphorePermit, response: Response) -> Response {
+        drop(permit);
+        response
+    }
 }
 
 fn overloaded() -> Response {
@@ -37,27 +42,4 @@ fn overloaded() -> Response {
             .into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
-}
-
-impl<S> Service<Request> for Shed<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = AroundFuture<Pass, S::Future>;
-
-    /// Always ready: a request that finds no room is answered rather than kept waiting.
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.ready = self.inner.poll_ready(cx).is_ready();
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        if std::mem::take(&mut self.ready) {
-            AroundFuture::inner(self.inner.call(request), Pass, ())
-        } else {
-            AroundFuture::answered(overloaded())
-        }
-    }
 }
