@@ -350,8 +350,12 @@ impl LogLayer {
     {
         let metadata = event.metadata();
         // RFC 3339 with nanoseconds is 35 bytes at most; formatted on the stack.
-        let mut ts = [0; 48];
-        let written = OffsetDateTime::now_utc().format_into(&mut &mut ts[..], &Rfc3339).unwrap_or_default();
+        const TS_ROOM: usize = 48;
+        let mut ts = [0; TS_ROOM];
+        let mut rest = &mut ts[..];
+        let _ = OffsetDateTime::now_utc().format_into(&mut rest, &Rfc3339);
+        // What the writes left over tells how much they wrote.
+        let written = TS_ROOM - rest.len();
         line.push_text("ts", std::str::from_utf8(&ts[..written]).unwrap_or_default());
         line.push_text("level", level_name(*metadata.level()));
         line.push_text("target", metadata.target());
