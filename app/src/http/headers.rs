@@ -17,6 +17,8 @@ pub const CSP_REPORT_PATH: &str = "/csp-report";
 const PERMISSIONS_POLICY: &str =
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()";
 
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
     always: Vec<(HeaderName, HeaderValue)>,
@@ -103,7 +105,7 @@ impl Around for Apply {
             out.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         out.remove(header::SERVER);
-        out.remove("x-powered-by");
+        out.remove(X_POWERED_BY);
         response
     }
 }

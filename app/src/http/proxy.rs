@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderName, Uri, header};
 use axum::response::Response;
 use ipnet::IpNet;
 
@@ -22,12 +22,17 @@ pub struct Client {
     pub host: Option<String>,
 }
 
+// Names as constants: a lookup by a string parses the name first, on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|network| network.contains(&ip))
 }
 
 /// The right-most value of a header that proxies append to (over repeated headers too).
-fn last_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn last_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get_all(name)
         .iter()
@@ -52,7 +57,7 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[
     };
     // Right to left: the last header's last hop first.
     let hops = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .rev()
         .filter_map(|value| value.to_str().ok())
@@ -70,8 +75,8 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[
             Err(_) => break,
         }
     }
-    let https = last_value(headers, "x-forwarded-proto").is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    let host = last_value(headers, "x-forwarded-host").map(str::to_owned).or_else(direct_host);
+    let https = last_value(headers, &X_FORWARDED_PROTO).is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    let host = last_value(headers, &X_FORWARDED_HOST).map(str::to_owned).or_else(direct_host);
     Client { ip: Some(ip), https, host }
 }
 
