@@ -329,7 +329,9 @@ impl LogLayer {
                     text("target"),
                     text("message")
                 );
-                for (key, slot) in line.shown().filter(|(key, _)| !matches!(*key, "ts" | "level" | "target" | "message")) {
+                for (key, slot) in
+                    line.shown().filter(|(key, _)| !matches!(*key, "ts" | "level" | "target" | "message"))
+                {
                     let _ = match slot {
                         Slot::Text(..) => write!(pretty, " {key}={}", line.text(slot).unwrap_or_default()),
                         Slot::I64(value) => write!(pretty, " {key}={value}"),
@@ -524,6 +526,28 @@ mod tests {
             assert!(!out.contains(leaked), "{leaked} leaked: {out}");
         }
         assert!(out.contains("key is [redacted] here"));
+    }
+
+    #[test]
+    fn sensitive_names_are_found_in_any_case_and_position() {
+        for name in ["authorization", "X_Api_Key", "userPassword", "PASSWD", "refresh_token", "apikey", "cookies"] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in ["path", "latency_ms", "remote_ip", "status", "tok", "pass", ""] {
+            assert!(!is_sensitive(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_callsite_logged_again_is_redacted_again() {
+        let out = capture(LogFormat::Json, || {
+            for _ in 0..3 {
+                tracing::info!(password = "hunter2", note = "plain", "login");
+            }
+        });
+        assert_eq!(out.lines().count(), 3);
+        assert_eq!(out.matches("hunter2").count(), 0, "{out}");
+        assert_eq!(out.matches("plain").count(), 3, "{out}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub trait Around: Clone + Send + Sync + 'static {
 
     /// The request on its way in: passed on, with what `after` needs, or answered here (then `after`
     /// does not run, as a `from_fn` layer that returns early does not reach its own code after `next`).
+    #[allow(clippy::result_large_err, reason = "a response is what axum passes by value everywhere")]
     fn before(&self, request: &mut Request) -> Result<Self::Carry, Response>;
 
     /// The response on its way out.

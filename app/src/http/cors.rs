@@ -41,7 +41,8 @@ fn policy(origins: &[String]) -> CorsLayer {
 
 /// The headers `policy` adds to a request without `Origin` that is not a preflight: asked of it.
 fn without_origin(policy: &CorsLayer) -> Vec<(HeaderName, HeaderValue)> {
-    let answer = tower::service_fn(|_: Request| async { Ok::<_, std::convert::Infallible>(Response::new(Body::empty())) });
+    let answer =
+        tower::service_fn(|_: Request| async { Ok::<_, std::convert::Infallible>(Response::new(Body::empty())) });
     let mut future = std::pin::pin!(policy.layer(answer).oneshot(Request::new(Body::empty())));
     // Nothing in it waits: the first poll answers.
     let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
@@ -153,5 +154,61 @@ where
 impl<F> std::fmt::Debug for CorsFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CorsFuture")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::*;
+
+    async fn headers_through(
+        service: impl Service<Request, Response = Response, Error = std::convert::Infallible>,
+        request: Request,
+    ) -> HeaderMap {
+        service.oneshot(request).await.expect("infallible").headers().clone()
+    }
+
+    fn answer() -> impl Service<Request, Response = Response, Error = std::convert::Infallible> + Clone {
+        tower::service_fn(|_: Request| async {
+            let mut response = Response::new(Body::empty());
+            response.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            Ok(response)
+        })
+    }
+
+    #[tokio::test]
+    async fn without_origin_the_headers_are_tower_https_own() {
+        for origins in [vec!["https://app.example.com".to_owned()], vec!["*".to_owned()], vec![]] {
+            let request = || Request::get("/notes").header(header::HOST, "localhost").body(Body::empty()).expect("req");
+            let ours = headers_through(layer(&origins).layer(answer()), request()).await;
+            let theirs = headers_through(policy(&origins).layer(answer()), request()).await;
+            assert_eq!(ours, theirs, "{origins:?}");
+            assert_eq!(ours.get_all(header::VARY).iter().count(), 2, "the response's own Vary is kept: {ours:?}");
+            assert!(ours.contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
+        }
+    }
+
+    #[tokio::test]
+    async fn with_an_origin_or_as_a_preflight_the_policy_judges() {
+        let origins = vec!["https://app.example.com".to_owned()];
+        let from = |method: Method, origin: &'static str| {
+            Request::builder()
+                .method(method)
+                .uri("/notes")
+                .header(header::ORIGIN, origin)
+                .body(Body::empty())
+                .expect("req")
+        };
+        let listed =
+            headers_through(layer(&origins).layer(answer()), from(Method::GET, "https://app.example.com")).await;
+        assert_eq!(
+            listed.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).map(HeaderValue::as_bytes),
+            Some(&b"https://app.example.com"[..])
+        );
+        let preflight =
+            headers_through(layer(&origins).layer(answer()), from(Method::OPTIONS, "https://app.example.com")).await;
+        assert!(preflight.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS), "{preflight:?}");
     }
 }

@@ -120,8 +120,7 @@ impl Around for Render {
         };
         crate::metrics::error_rendered(error.code);
         let request_id = request_id.as_ref().map(RequestId::as_str);
-        let body =
-            Json(json!({ "error": { "code": error.code, "message": error.message, "request_id": request_id } }));
+        let body = Json(json!({ "error": { "code": error.code, "message": error.message, "request_id": request_id } }));
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Response::from_parts(parts, body.into_response().into_body())

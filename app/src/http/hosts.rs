@@ -76,8 +76,12 @@ impl Around for Enforce {
             Some(host) if allowed(&host, &self.0.config.security.allowed_hosts) => Ok(()),
             _ => {
                 tracing::warn!(host = ?request.extensions().get::<Client>().and_then(|c| c.host.clone()), "refused a request for a host not in ALLOWED_HOSTS");
-                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_host", "this service does not answer for that host")
-                    .into_response())
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_host",
+                    "this service does not answer for that host",
+                )
+                .into_response())
             }
         }
     }

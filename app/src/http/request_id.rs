@@ -41,7 +41,8 @@ fn assign_id(request: &Request) -> HeaderValue {
         return value.clone();
     }
     let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text)).expect("a UUID is a valid header value")
+    HeaderValue::from_str(uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
+        .expect("a UUID is a valid header value")
 }
 
 /// The id on the request (header and extension) and, on the way out, on the response.
