@@ -1,4 +1,4 @@
-//! Who is calling. Every route passes `require` unless it is in `PUBLIC` (default deny): a bearer API
+//! Who is calling. Every route passes `Require` unless it is in `PUBLIC` (default deny): a bearer API
 //! token or a session cookie, resolved to a `Caller`; every API response (sign-up and login
 //! included) is `Cache-Control: no-store`, and each caller's API rate limit is applied here.
 

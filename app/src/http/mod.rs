@@ -32,7 +32,7 @@ use around::around;
 use headers::SecurityHeaders;
 
 /// Every route, guarded. Which of them answer without credentials is declared in one place,
-/// `auth::PUBLIC`; `auth::require` refuses the others without credentials (default deny).
+/// `auth::PUBLIC`; `auth::Require` refuses the others without credentials (default deny).
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
