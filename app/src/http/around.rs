@@ -23,8 +23,11 @@ pub trait Around: Clone + Send + Sync + 'static {
     #[allow(clippy::result_large_err, reason = "a response is what axum passes by value everywhere")]
     fn before(&self, request: &mut Request) -> Result<Self::Carry, Response>;
 
-    /// The response on its way out.
-    fn after(&self, carry: Self::Carry, response: Response) -> Response;
+    /// The response on its way out; by default, as it came.
+    fn after(&self, carry: Self::Carry, response: Response) -> Response {
+        drop(carry);
+        response
+    }
 }
 
 /// `around` as a tower layer.

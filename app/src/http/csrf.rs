@@ -91,10 +91,6 @@ impl Around for Protect {
         };
         Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", message).into_response())
     }
-
-    fn after(&self, (): (), response: Response) -> Response {
-        response
-    }
 }
 
 #[cfg(test)]

@@ -85,10 +85,6 @@ impl Around for Enforce {
             }
         }
     }
-
-    fn after(&self, (): (), response: Response) -> Response {
-        response
-    }
 }
 
 #[cfg(test)]

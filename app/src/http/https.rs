@@ -32,8 +32,4 @@ impl Around for Redirect {
             Err(_) => StatusCode::BAD_REQUEST.into_response(),
         })
     }
-
-    fn after(&self, (): (), response: Response) -> Response {
-        response
-    }
 }

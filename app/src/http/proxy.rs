@@ -93,10 +93,6 @@ impl Around for Identify {
         request.extensions_mut().insert(client);
         Ok(())
     }
-
-    fn after(&self, (): (), response: Response) -> Response {
-        response
-    }
 }
 
 #[cfg(test)]
