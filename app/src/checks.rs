@@ -81,7 +81,7 @@ pub fn findings(config: &Config, probe: Probe) -> Vec<Finding> {
             "security.W001",
             Warning,
             "the security-header layer is not on every response",
-            "mount http::headers::apply outside every other layer",
+            "mount http::headers::Apply outside every other layer",
         ));
     }
     if security.x_frame_options.is_empty() {
@@ -99,7 +99,7 @@ pub fn findings(config: &Config, probe: Probe) -> Vec<Finding> {
             "security.W003",
             Warning,
             "cookie-authenticated cross-site requests are not refused",
-            "mount http::csrf::protect",
+            "mount http::csrf::Protect",
         ));
     }
     if security.hsts_seconds == 0 {

@@ -45,7 +45,7 @@ pub fn init(config: &Config) -> anyhow::Result<Option<sentry::ClientInitGuard>> 
 
 /// Reports every 5xx this request ends with, a panic's message included. Mounted only with a DSN.
 pub async fn capture(mut request: Request, next: Next) -> Response {
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.as_str().to_owned());
     let method = request.method().to_string();
     let slot = RouteSlot::default();
     request.extensions_mut().insert(slot.clone());

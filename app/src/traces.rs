@@ -86,7 +86,7 @@ impl Drop for Traces {
 /// The request's span. Mounted only with an endpoint.
 pub async fn span(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let request_id = request.extensions().get::<RequestId>().map_or("", |id| id.0.as_str()).to_owned();
+    let request_id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str).to_owned();
     let span = tracing::info_span!(
         target: TARGET,
         "request",

@@ -1,4 +1,4 @@
-//! Who is calling. Every route passes `require` unless it is in `PUBLIC` (default deny): a bearer API
+//! Who is calling. Every route passes `Require` unless it is in `PUBLIC` (default deny): a bearer API
 //! token or a session cookie, resolved to a `Caller`; every API response (sign-up and login
 //! included) is `Cache-Control: no-store`, and each caller's API rate limit is applied here.
 
@@ -10,13 +10,20 @@ pub mod sessions;
 pub mod sweep;
 pub mod tokens;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 use uuid::Uuid;
 
+use crate::http::around::{Around, AroundFuture};
 use crate::http::errors::ApiError;
 use crate::ratelimit::{self, Policy};
 use crate::state::AppState;
@@ -80,22 +87,109 @@ async fn identify(state: &AppState, parts: &axum::http::HeaderMap) -> Result<Opt
     Ok(account.map(|account| Caller { account, credential: Credential::Session(token) }))
 }
 
-/// Inside the router: lets public routes through, and everything else only with credentials.
-pub async fn require(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned()).unwrap_or_default();
-    let mut response = if is_public(request.method(), &route) {
-        next.run(request).await
-    } else {
-        authenticated(&state, request, next).await
-    };
-    if route.starts_with("/api/") {
-        // Personal data and credentials must not linger in shared or browser caches.
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+/// Inside the router: lets public routes through, and everything else only with credentials. Public
+/// routes (the probes among them) pass without an allocation; the others are checked in a boxed future,
+/// since looking the caller up waits on the database.
+#[derive(Debug, Clone)]
+pub struct RequireLayer(pub AppState);
+
+impl<S> Layer<S> for RequireLayer {
+    type Service = Require<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Require { state: self.0.clone(), inner }
     }
-    response
 }
 
-async fn authenticated(state: &AppState, mut request: Request, next: Next) -> Response {
+#[derive(Debug, Clone)]
+pub struct Require<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for Require<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AroundFuture<NoStore, RequireFuture<S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let api = is_api(&request);
+        let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+        let future = if is_public(request.method(), route) {
+            RequireFuture::Public { future: self.inner.call(request) }
+        } else {
+            // The clone that was made ready goes into the future; a fresh one stays for the next request.
+            let fresh = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, fresh);
+            let state = self.state.clone();
+            RequireFuture::Checked { future: Box::pin(async move { authenticated(&state, request, inner).await }) }
+        };
+        AroundFuture::inner(future, NoStore, api)
+    }
+}
+
+pin_project! {
+    #[project = Projected]
+    pub enum RequireFuture<F> {
+        Public { #[pin] future: F },
+        Checked { future: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for RequireFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Projected::Public { future } => future.poll(cx),
+            Projected::Checked { future } => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for RequireFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequireFuture")
+    }
+}
+
+fn is_api(request: &Request) -> bool {
+    request.extensions().get::<MatchedPath>().is_some_and(|route| route.as_str().starts_with("/api/"))
+}
+
+/// `Cache-Control: no-store` on every API response: personal data and credentials must not linger in
+/// shared or browser caches.
+#[derive(Debug, Clone, Copy)]
+pub struct NoStore;
+
+impl Around for NoStore {
+    /// Whether the route is an API route.
+    type Carry = bool;
+
+    fn before(&self, request: &mut Request) -> Result<bool, Response> {
+        Ok(is_api(request))
+    }
+
+    fn after(&self, api: bool, mut response: Response) -> Response {
+        if api {
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        response
+    }
+}
+
+async fn authenticated<S>(state: &AppState, mut request: Request, mut inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let caller = match identify(state, request.headers()).await {
         Ok(Some(caller)) => caller,
         Ok(None) => return unauthorized().into_response(),
@@ -112,7 +206,7 @@ async fn authenticated(state: &AppState, mut request: Request, next: Next) -> Re
         return ratelimit::too_many(&decision);
     }
     request.extensions_mut().insert(caller);
-    let mut response = next.run(request).await;
+    let Ok(mut response) = inner.call(request).await;
     ratelimit::annotate(&mut response, &decision);
     response
 }

@@ -3,11 +3,11 @@
 //! `CSRF_TRUSTED_ORIGINS`. Requests without cookies carry no ambient credentials, and bearer-token
 //! requests are exempt.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::around::Around;
 use super::errors::ApiError;
 use super::proxy::Client;
 use crate::state::AppState;
@@ -31,11 +31,17 @@ fn origin_of(url: &str) -> Option<String> {
     (!authority.is_empty()).then(|| format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase()))
 }
 
-pub fn judge(method: &Method, headers: &HeaderMap, own_origin: Option<&str>, trusted: &[String]) -> Verdict {
+/// Whether a browser may have sent the request on its own: an unsafe method, with cookies, without a
+/// bearer token. Only those are judged.
+fn ambient(method: &Method, headers: &HeaderMap) -> bool {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
     let cookie = headers.contains_key(header::COOKIE);
     let bearer = header_str(headers, header::AUTHORIZATION).is_some_and(|value| value.starts_with("Bearer "));
-    if safe || !cookie || bearer {
+    !safe && cookie && !bearer
+}
+
+pub fn judge(method: &Method, headers: &HeaderMap, own_origin: Option<&str>, trusted: &[String]) -> Verdict {
+    if !ambient(method, headers) {
         return Verdict::Allowed;
     }
     if matches!(header_str(headers, "sec-fetch-site"), Some("same-origin" | "none")) {
@@ -57,19 +63,34 @@ pub fn judge(method: &Method, headers: &HeaderMap, own_origin: Option<&str>, tru
     }
 }
 
-pub async fn protect(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let own_origin = request.extensions().get::<Client>().and_then(|client| {
-        let host = client.host.as_deref()?.to_ascii_lowercase();
-        Some(format!("{}://{host}", if client.https { "https" } else { "http" }))
-    });
-    let verdict =
-        judge(request.method(), request.headers(), own_origin.as_deref(), &state.config.security.csrf_trusted_origins);
-    let message = match verdict {
-        Verdict::Allowed => return next.run(request).await,
-        Verdict::MissingOrigin => "cross-site request refused: no Origin or Referer header",
-        Verdict::UntrustedOrigin => "cross-site request refused: the Origin is not trusted",
-    };
-    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", message).into_response()
+/// Refuses cross-site unsafe requests that carry cookies.
+#[derive(Debug, Clone)]
+pub struct Protect(pub AppState);
+
+impl Around for Protect {
+    type Carry = ();
+
+    fn before(&self, request: &mut Request) -> Result<(), Response> {
+        if !ambient(request.method(), request.headers()) {
+            return Ok(());
+        }
+        let own_origin = request.extensions().get::<Client>().and_then(|client| {
+            let host = client.host.as_deref()?.to_ascii_lowercase();
+            Some(format!("{}://{host}", if client.https { "https" } else { "http" }))
+        });
+        let verdict = judge(
+            request.method(),
+            request.headers(),
+            own_origin.as_deref(),
+            &self.0.config.security.csrf_trusted_origins,
+        );
+        let message = match verdict {
+            Verdict::Allowed => return Ok(()),
+            Verdict::MissingOrigin => "cross-site request refused: no Origin or Referer header",
+            Verdict::UntrustedOrigin => "cross-site request refused: the Origin is not trusted",
+        };
+        Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", message).into_response())
+    }
 }
 
 #[cfg(test)]

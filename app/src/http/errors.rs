@@ -7,10 +7,10 @@ use std::borrow::Cow;
 use axum::Json;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::around::Around;
 use super::request_id::RequestId;
 
 #[derive(Debug, Clone)]
@@ -96,25 +96,35 @@ fn canonical(status: StatusCode) -> ApiError {
 }
 
 /// Gives every error response the one JSON shape, with the request id.
-pub async fn render(request: Request, next: Next) -> Response {
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
+#[derive(Debug, Clone, Copy)]
+pub struct Render;
+
+impl Around for Render {
+    type Carry = Option<RequestId>;
+
+    fn before(&self, request: &mut Request) -> Result<Option<RequestId>, Response> {
+        Ok(request.extensions().get::<RequestId>().cloned())
     }
-    let (mut parts, body) = response.into_parts();
-    let error = match parts.extensions.remove::<ApiError>() {
-        Some(error) => error,
-        // A handler's own JSON (e.g. /readyz's report) is already what clients expect.
-        None if is_json(&parts.headers) => return Response::from_parts(parts, body),
-        None => canonical(status),
-    };
-    crate::metrics::error_rendered(error.code);
-    let body = Json(json!({ "error": { "code": error.code, "message": error.message, "request_id": request_id } }));
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Response::from_parts(parts, body.into_response().into_body())
+
+    fn after(&self, request_id: Option<RequestId>, response: Response) -> Response {
+        let status = response.status();
+        if !(status.is_client_error() || status.is_server_error()) {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        let error = match parts.extensions.remove::<ApiError>() {
+            Some(error) => error,
+            // A handler's own JSON (e.g. /readyz's report) is already what clients expect.
+            None if is_json(&parts.headers) => return Response::from_parts(parts, body),
+            None => canonical(status),
+        };
+        crate::metrics::error_rendered(error.code);
+        let request_id = request_id.as_ref().map(RequestId::as_str);
+        let body = Json(json!({ "error": { "code": error.code, "message": error.message, "request_id": request_id } }));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Response::from_parts(parts, body.into_response().into_body())
+    }
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {

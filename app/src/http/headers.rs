@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
+use super::around::Around;
 use super::proxy::Client;
 use crate::config::SecurityConfig;
 
@@ -16,6 +16,8 @@ use crate::config::SecurityConfig;
 pub const CSP_REPORT_PATH: &str = "/csp-report";
 const PERMISSIONS_POLICY: &str =
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()";
+
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
 
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
@@ -78,20 +80,32 @@ impl SecurityHeaders {
     }
 }
 
-pub async fn apply(State(headers): State<Arc<SecurityHeaders>>, request: Request, next: Next) -> Response {
-    let https = request.extensions().get::<Client>().is_some_and(|client| client.https);
-    let mut response = next.run(request).await;
-    let out = response.headers_mut();
-    // Room for all of them at once, rather than the map growing several times per response.
-    out.reserve(headers.always.len() + 1);
-    for (name, value) in &headers.always {
-        out.insert(name.clone(), value.clone());
+/// The headers on every response that passes this layer.
+#[derive(Debug, Clone)]
+pub struct Apply(pub Arc<SecurityHeaders>);
+
+impl Around for Apply {
+    /// Whether the request came over HTTPS.
+    type Carry = bool;
+
+    fn before(&self, request: &mut Request) -> Result<bool, Response> {
+        Ok(request.extensions().get::<Client>().is_some_and(|client| client.https))
     }
-    // Over plain HTTP the header means nothing, and browsers ignore it.
-    if https && let Some(hsts) = &headers.hsts {
-        out.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+
+    fn after(&self, https: bool, mut response: Response) -> Response {
+        let headers = &self.0;
+        let out = response.headers_mut();
+        // Room for all of them at once, rather than the map growing several times per response.
+        out.reserve(headers.always.len() + 1);
+        for (name, value) in &headers.always {
+            out.insert(name.clone(), value.clone());
+        }
+        // Over plain HTTP the header means nothing, and browsers ignore it.
+        if https && let Some(hsts) = &headers.hsts {
+            out.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        out.remove(header::SERVER);
+        out.remove(X_POWERED_BY);
+        response
     }
-    out.remove(header::SERVER);
-    out.remove("x-powered-by");
-    response
 }

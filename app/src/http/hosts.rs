@@ -5,11 +5,11 @@
 
 use std::net::Ipv6Addr;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::around::Around;
 use super::errors::ApiError;
 use super::proxy::Client;
 use crate::state::AppState;
@@ -60,17 +60,29 @@ pub fn allowed(host: &str, patterns: &[String]) -> bool {
     })
 }
 
-pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if crate::health::PROBE_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    let host = request.extensions().get::<Client>().and_then(|client| client.host.as_deref()).and_then(host_name);
-    match host {
-        Some(host) if allowed(&host, &state.config.security.allowed_hosts) => next.run(request).await,
-        _ => {
-            tracing::warn!(host = ?request.extensions().get::<Client>().and_then(|c| c.host.clone()), "refused a request for a host not in ALLOWED_HOSTS");
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_host", "this service does not answer for that host")
-                .into_response()
+/// Refuses requests for hosts outside `ALLOWED_HOSTS`.
+#[derive(Debug, Clone)]
+pub struct Enforce(pub AppState);
+
+impl Around for Enforce {
+    type Carry = ();
+
+    fn before(&self, request: &mut Request) -> Result<(), Response> {
+        if crate::health::PROBE_PATHS.contains(&request.uri().path()) {
+            return Ok(());
+        }
+        let host = request.extensions().get::<Client>().and_then(|client| client.host.as_deref()).and_then(host_name);
+        match host {
+            Some(host) if allowed(&host, &self.0.config.security.allowed_hosts) => Ok(()),
+            _ => {
+                tracing::warn!(host = ?request.extensions().get::<Client>().and_then(|c| c.host.clone()), "refused a request for a host not in ALLOWED_HOSTS");
+                Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_host",
+                    "this service does not answer for that host",
+                )
+                .into_response())
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Router assembly: the routes, and the middleware stack in one place, in order.
 
 pub mod access_log;
+pub mod around;
 pub mod cors;
 pub mod csp_report;
 pub mod csrf;
@@ -11,31 +12,27 @@ pub mod hosts;
 pub mod https;
 pub mod proxy;
 pub mod request_id;
-pub mod shared;
+pub mod shed;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 use crate::{auth, error_reports, health, notes, openapi, traces};
-use errors::ApiError;
+use around::around;
 use headers::SecurityHeaders;
-use shared::shared;
 
 /// Every route, guarded. Which of them answer without credentials is declared in one place,
-/// `auth::PUBLIC`; `auth::require` refuses the others without credentials (default deny).
+/// `auth::PUBLIC`; `auth::Require` refuses the others without credentials (default deny).
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -50,16 +47,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/notes", get(notes::list).post(notes::create))
         .route("/api/v1/notes/{id}", get(notes::get).patch(notes::update).delete(notes::delete))
         // After routing, so that it knows the matched route.
-        .route_layer(shared(from_fn_with_state(state.clone(), auth::require)))
-}
-
-/// Load shedding: past the concurrency cap, answer 503 at once instead of queueing.
-async fn overloaded(_: tower::BoxError) -> Response {
-    let mut response =
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the service is at capacity; retry shortly")
-            .into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+        .route_layer(auth::RequireLayer(state.clone()))
 }
 
 /// The public router: every route behind every layer.
@@ -72,16 +60,16 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
     crate::metrics::install();
     let config = &state.config;
     let security_headers = Arc::new(SecurityHeaders::from_config(&config.security)?);
-    // `shared(…)` around each layer that clones its inner service per request keeps that clone cheap.
+    // `around(…)` layers cost no allocation per request (see around.rs).
     let stack = ServiceBuilder::new()
         // The request id first, so that every log line and error body below can carry it.
-        .layer(shared(from_fn(request_id::assign)))
+        .layer(request_id::layer())
         // Who is asking (IP, scheme, host) through trusted proxies only; used by everything below.
-        .layer(shared(from_fn_with_state(state.clone(), proxy::identify)))
+        .layer(around(proxy::Identify(state.clone())))
         // Security headers outside every rejection, so 400/404/408/413/500/503 get them too.
-        .layer(shared(from_fn_with_state(security_headers, headers::apply)))
+        .layer(around(headers::Apply(security_headers)))
         // One JSON error shape for whatever the layers below refuse.
-        .layer(shared(from_fn(errors::render)))
+        .layer(around(errors::Render))
         // Only when configured: a span per request, and a report of every 5xx (a panic's included).
         // Above the access log, whose responses have the same body type, as `option_layer` needs.
         .option_layer(
@@ -89,19 +77,17 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         )
         .option_layer(config.observability.sentry_dsn.is_some().then(|| from_fn(error_reports::capture)))
         // Logged and measured with their final status, rejections included.
-        .layer(shared(from_fn(access_log::record)))
+        .layer(around(access_log::Record))
         // A panic becomes a 500, never a dropped connection.
         .layer(CatchPanicLayer::custom(errors::panic_response))
-        .layer(shared(HandleErrorLayer::new(overloaded)))
-        .load_shed()
-        // Global: axum applies layers per route, and one semaphore must count them all.
-        .layer(GlobalConcurrencyLimitLayer::new(config.limits.max_concurrent_requests))
+        // Past the concurrency cap, 503 at once.
+        .layer(shed::layer(config.limits.max_concurrent_requests))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.limits.request_timeout))
         // Unknown hosts never reach the redirect or a handler.
-        .layer(shared(from_fn_with_state(state.clone(), hosts::enforce)))
-        .layer(shared(from_fn_with_state(state.clone(), https::redirect)))
+        .layer(around(hosts::Enforce(state.clone())))
+        .layer(around(https::Redirect(state.clone())))
         .layer(cors::layer(&config.security.cors_allowed_origins))
-        .layer(shared(from_fn_with_state(state.clone(), csrf::protect)))
+        .layer(around(csrf::Protect(state.clone())))
         // Innermost because it changes the request body type, which the layers above do not take.
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes));
     let routes = match config.observability.sentry_dsn {
@@ -109,7 +95,7 @@ pub fn wrap(routes: Router<AppState>, state: AppState) -> Result<Router, headers
         None => routes,
     };
     Ok(routes
-        .route_layer(shared(from_fn(access_log::capture_route)))
+        .route_layer(around(access_log::CaptureRoute))
         // The body limit above is the one that counts.
         .layer(DefaultBodyLimit::disable())
         .layer(stack)

@@ -6,12 +6,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Uri, header};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderName, Uri, header};
 use axum::response::Response;
 use ipnet::IpNet;
 
+use super::around::Around;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +22,17 @@ pub struct Client {
     pub host: Option<String>,
 }
 
+// Names as constants: a lookup by a string parses the name first, on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|network| network.contains(&ip))
 }
 
 /// The right-most value of a header that proxies append to (over repeated headers too).
-fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
+fn last_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get_all(name)
         .iter()
@@ -36,28 +41,30 @@ fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .flat_map(|line| line.rsplit(','))
         .map(str::trim)
         .find(|value| !value.is_empty())
-        .map(str::to_owned)
 }
 
 pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[IpNet]) -> Client {
-    let direct_host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| uri.authority().map(|authority| authority.to_string()));
+    let direct_host = || {
+        headers
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| uri.authority().map(|authority| authority.to_string()))
+    };
     let peer = peer.map(|peer| peer.to_canonical());
     let Some(peer) = peer.filter(|peer| trusted(*peer, proxies)) else {
-        return Client { ip: peer, https: false, host: direct_host };
+        return Client { ip: peer, https: false, host: direct_host() };
     };
-    let hops: Vec<String> = headers
-        .get_all("x-forwarded-for")
+    // Right to left: the last header's last hop first.
+    let hops = headers
+        .get_all(&X_FORWARDED_FOR)
         .iter()
+        .rev()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|hop| hop.trim().to_owned())
-        .collect();
+        .flat_map(|value| value.rsplit(','))
+        .map(str::trim);
     let mut ip = peer;
-    for hop in hops.iter().rev() {
+    for hop in hops {
         match hop.parse::<IpAddr>().map(|hop| hop.to_canonical()) {
             Ok(hop) if trusted(hop, proxies) => ip = hop,
             Ok(hop) => {
@@ -68,16 +75,24 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, uri: &Uri, proxies: &[
             Err(_) => break,
         }
     }
-    let https = last_value(headers, "x-forwarded-proto").is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    let host = last_value(headers, "x-forwarded-host").or(direct_host);
+    let https = last_value(headers, &X_FORWARDED_PROTO).is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    let host = last_value(headers, &X_FORWARDED_HOST).map(str::to_owned).or_else(direct_host);
     Client { ip: Some(ip), https, host }
 }
 
-pub async fn identify(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let client = resolve(peer, request.headers(), request.uri(), &state.config.security.trusted_proxies);
-    request.extensions_mut().insert(client);
-    next.run(request).await
+/// Puts the `Client` on the request for every layer and handler below.
+#[derive(Debug, Clone)]
+pub struct Identify(pub AppState);
+
+impl Around for Identify {
+    type Carry = ();
+
+    fn before(&self, request: &mut Request) -> Result<(), Response> {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let client = resolve(peer, request.headers(), request.uri(), &self.0.config.security.trusted_proxies);
+        request.extensions_mut().insert(client);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
