@@ -190,16 +190,26 @@ pub(crate) fn tls_resumes(target: &Target, server_name: &str) -> Result<bool> {
     let dir = std::env::temp_dir().join(format!("xtask-tls-{}", std::process::id()));
     std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let session = dir.join("session.pem");
+    // TLS 1.3 sends the session ticket after the handshake: a client that hung up at once may never
+    // read it. So each connection asks for a page and reads until the server closes (`-ign_eof`).
+    let request = format!("HEAD / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n");
     let connect = |option: &str| {
         let mut openssl = Command::new("openssl");
         openssl
             .args(["s_client", "-connect", &format!("{}:{}", target.host, target.port), "-servername", server_name])
-            .arg(option)
+            .args(["-ign_eof", option])
             .arg(&session)
-            .stdin(std::process::Stdio::null());
-        openssl
-            .output()
-            .context("TLS session checks need the `openssl` command: install it (`apt-get install openssl`)")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = openssl
+            .spawn()
+            .context("TLS session checks need the `openssl` command: install it (`apt-get install openssl`)")?;
+        // Dropping stdin after the request is the end of input that `-ign_eof` then waits past.
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(request.as_bytes()).context("sending a request through openssl s_client")?;
+        }
+        child.wait_with_output().context("waiting for openssl s_client")
     };
     let outcome = connect("-sess_out").and_then(|first| {
         if !first.status.success() || !session.is_file() {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output};
 
 mod support;
 use support::edge::{Edge, serve, substitute};
-use support::free_port;
+use support::{as_root, free_port};
 
 /// `app serve` on a loopback port, stopped when dropped.
 struct Service {
@@ -216,13 +216,31 @@ fn the_runbooks_nginx_steps_work_on_the_distributions_own_configuration() {
     let nginx_conf = std::fs::read_to_string(etc.join("nginx.conf")).expect("nginx.conf");
     let etc_path = etc.display().to_string();
     std::fs::write(etc.join("nginx.conf"), nginx_conf.replace("/etc/nginx", &etc_path)).expect("write");
-    let nginx_t =
-        || Command::new("nginx").arg("-t").arg("-c").arg(etc.join("nginx.conf")).output().expect("nginx runs");
+    // `nginx -t` binds the configuration's ports, 80 and 443, as the runbook's `sudo nginx -t` may.
+    if as_root("nginx").is_none() {
+        println!("skipped: `nginx -t` binds ports 80 and 443, which needs root or passwordless sudo");
+        return;
+    }
+    let nginx_t = || {
+        as_root("nginx")
+            .expect("root or sudo, as checked")
+            .arg("-t")
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(etc.join("nginx.conf"))
+            .output()
+            .expect("nginx runs")
+    };
 
     // Every step but the last (`nginx -t && systemctl reload`), on the copy, from the checkout.
     let steps = script[..script.len() - 1].join("\n").replace("/etc/nginx", &etc_path);
     let run = Command::new("sh").arg("-eu").arg("-c").arg(&steps).current_dir(&repo).output().expect("sh runs");
     assert!(run.status.success(), "{steps}\n{}", String::from_utf8_lossy(&run.stderr));
+    // `nginx -t` opens the pid and log files, which only root may write where the package puts them.
+    std::fs::create_dir_all(dir.join("log")).expect("mkdir");
+    let writable = [("/run/nginx.pid", dir.join("nginx.pid")), ("/var/log/nginx", dir.join("log"))];
+    redirect(&etc, &writable.map(|(from, to)| (from, to.display().to_string())));
     let certificate = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
         .args(["-subj", "/CN=app.example.com", "-keyout"])
@@ -241,4 +259,23 @@ fn the_runbooks_nginx_steps_work_on_the_distributions_own_configuration() {
     assert!(!clash.status.success());
     assert!(String::from_utf8_lossy(&clash.stderr).contains("duplicate default server"), "{clash:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rewrites `from` to `to` in every file under `dir`; links are left alone (the distribution's point
+/// outside the copy).
+fn redirect(dir: &Path, paths: &[(&str, String)]) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let (path, kind) = (entry.path(), entry.file_type().expect("file type"));
+        if kind.is_dir() {
+            redirect(&path, paths);
+        } else if kind.is_file()
+            && let Ok(text) = std::fs::read_to_string(&path)
+        {
+            let rewritten = paths.iter().fold(text.clone(), |text, (from, to)| text.replace(from, to));
+            if rewritten != text {
+                std::fs::write(&path, rewritten).expect("write");
+            }
+        }
+    }
 }

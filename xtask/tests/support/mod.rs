@@ -20,6 +20,23 @@ pub(crate) fn program(name: &str) -> Command {
     Command::new(path)
 }
 
+/// `name` run as root: directly when this process is root, else through `sudo -n` (a CI runner's
+/// passwordless sudo); `None` when neither can.
+pub(crate) fn as_root(name: &str) -> Option<Command> {
+    let path = programs::find(name)
+        .unwrap_or_else(|| panic!("`{name}` is not installed: `cargo xtask test` installs what the tests need"));
+    let root = std::fs::metadata("/proc/self").is_ok_and(|own| std::os::unix::fs::MetadataExt::uid(&own) == 0);
+    if root {
+        return Some(Command::new(path));
+    }
+    let sudo = Command::new("sudo").args(["-n", "true"]).output().is_ok_and(|out| out.status.success());
+    sudo.then(|| {
+        let mut command = Command::new("sudo");
+        command.arg("-n").arg(path);
+        command
+    })
+}
+
 /// The output of one xtask run.
 pub(crate) struct Run(pub(crate) Output);
 
