@@ -277,7 +277,8 @@ fn test(ctx: &mut Context) -> Result<()> {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {out}"))?;
     }
     let _ = std::fs::remove_file(junit::path());
-    cmd!(ctx.sh, "{cargo} llvm-cov clean --workspace").run()?;
+    // Only the last run's profiles go: the instrumented build stays, so a warm run rebuilds what changed.
+    cmd!(ctx.sh, "{cargo} llvm-cov clean --profraw-only").run()?;
     let threads = ctx.database.as_ref().map_or(1, Database::test_threads);
     // The `ci` profile of .config/nextest.toml writes the JUnit report.
     let passed = run_tests(ctx, runner_args(true, &[], threads), "ci")?;

@@ -16,7 +16,7 @@ const XTASK: &[&str] =
 const BY_HAND: &[&[&str]] = &[
     &["fmt", "--all", "--check"],
     &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
-    &["llvm-cov", "clean", "--workspace"],
+    &["llvm-cov", "clean", "--profraw-only"],
     &["llvm-cov", "nextest", "--no-report", "--workspace", "--locked"],
     &["llvm-cov", "report", "--summary-only"],
     &["build", "--release", "--locked", "--package", "app"],

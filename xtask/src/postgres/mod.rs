@@ -55,9 +55,11 @@ impl Database {
     }
 }
 
+/// Two tests per core: most of a test's time is spent waiting on the processes it starts (deploys, health
+/// checks, servers), so one per core leaves the cores half idle.
 fn test_threads(cores: usize, max_connections: u32) -> usize {
     let budget = max_connections.saturating_sub(RESERVED_CONNECTIONS) / CONNECTIONS_PER_TEST;
-    cores.min(usize::try_from(budget).unwrap_or(usize::MAX)).max(1)
+    (cores * 2).min(usize::try_from(budget).unwrap_or(usize::MAX)).max(1)
 }
 
 /// What `provide` needs from the tool table: the server binaries, unless `DATABASE_URL` or a Docker
@@ -135,7 +137,7 @@ mod tests {
 
     #[test]
     fn test_threads_stay_under_the_connection_limit() {
-        assert_eq!(test_threads(2, 100), 2);
+        assert_eq!(test_threads(2, 100), 4);
         assert_eq!(test_threads(64, 100), 18);
         assert_eq!(test_threads(8, 20), 2);
         assert_eq!(test_threads(8, 5), 1);
