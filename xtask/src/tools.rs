@@ -282,6 +282,7 @@ pub(crate) fn pypi_dir(name: &str) -> Utf8PathBuf {
     workspace.join("target/tools/pypi").join(name)
 }
 
+/// Whether this process runs as root (`id -u`: every Unix has it, not every one has `/proc`).
 pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }

@@ -55,7 +55,7 @@ pub(crate) fn stop(unit: &str, slot: Slot) -> Result<()> {
 /// command lines as root (deploy/sudo/shipshape), and is never prompted.
 fn systemctl(args: &[&str]) -> Result<String> {
     let privileged = !matches!(args.first(), Some(&"show"));
-    let mut command = if privileged && !is_root() {
+    let mut command = if privileged && !crate::tools::is_root() {
         let mut sudo = Command::new("sudo");
         sudo.args(["-n", "systemctl"]);
         sudo
@@ -64,14 +64,10 @@ fn systemctl(args: &[&str]) -> Result<String> {
     };
     command.args(args);
     process::output(command, &format!("`systemctl {}`", args.join(" "))).with_context(|| {
-        if privileged && !is_root() {
+        if privileged && !crate::tools::is_root() {
             "the deploy user may not run it: install deploy/sudo/shipshape as /etc/sudoers.d/shipshape".to_owned()
         } else {
             format!("see `journalctl -u {}`", args.last().unwrap_or(&""))
         }
     })
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|own| std::os::unix::fs::MetadataExt::uid(&own) == 0)
 }
