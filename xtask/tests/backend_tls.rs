@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{app_binary, free_port, psql};
+use support::{app_binary, await_listening, free_port, psql};
 
 /// `ca.pem` and `other-ca.pem`, and `server.pem`/`server.key`, signed by `ca.pem` for localhost and
 /// 127.0.0.1, in `dir`.
@@ -179,11 +179,7 @@ impl TlsRedis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        await_listening(port, Duration::from_secs(10), || format!("redis-server did not listen on {port}"));
         Self { child, port }
     }
 }
@@ -212,11 +208,7 @@ fn login_status(redis: &TlsRedis, ca: &Path) -> u16 {
     ];
     let mut serve =
         app(&["serve"], &env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("app serve starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "app serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_listening(port, Duration::from_secs(20), || "app serve did not listen".to_owned());
     let body = r#"{"email":"nobody@example.com","password":"not the password 1"}"#;
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");

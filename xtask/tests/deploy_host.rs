@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Run, app_binary, free_port, program, psql, release_with_a_migration};
+use support::{
+    Run, app_binary, await_listening, fakes_first_on_path, free_port, program, psql, release_with_a_migration,
+};
 
 /// nginx in front of two slots, a database, a deploy root; everything stopped when dropped.
 struct Stack {
@@ -728,11 +730,7 @@ impl Sshd {
             .stdout(Stdio::null())
             .spawn()
             .expect("sshd starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        await_listening(port, Duration::from_secs(10), || "sshd did not start listening".to_owned());
         Self { process, client_config, dir, port }
     }
 }
@@ -872,8 +870,7 @@ fn slots_run_as_instances_of_the_systemd_unit_when_configured() {
     let stack = Stack::new("systemd");
     let env = std::fs::read_to_string(stack.root.join("deploy.env")).expect("read");
     std::fs::write(stack.root.join("deploy.env"), format!("{env}DEPLOY_SYSTEMD_UNIT=shipshape@\n")).expect("write");
-    let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
-    let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default());
+    let path = fakes_first_on_path();
     let app = app_binary();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
     let deploy = |release: &str| {
@@ -956,8 +953,7 @@ fn a_deploy_user_without_privileges_deploys_through_sudo_for_the_units_only() {
         Command::new("chown").args(["-R", &format!("{uid}:{gid}")]).arg(&stack.root).status().expect("chown").success()
     );
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_owned();
-    let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
-    let path = format!("{}:{}", fakes.display(), std::env::var("PATH").unwrap_or_default());
+    let path = fakes_first_on_path();
     let app = app_binary();
     let deploy = |release: &str| {
         let mut command = stack.xtask(&[

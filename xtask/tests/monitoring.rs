@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 
@@ -55,11 +55,7 @@ fn exported_names() -> BTreeSet<String> {
             .spawn()
             .expect("app serve starts"),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the service never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::await_listening(port, Duration::from_secs(30), || "the service never listened".to_owned());
     // A success, a probe, an unknown route and a rejection: every family of series appears.
     for (path, host) in [("/healthz", "localhost"), ("/readyz", "localhost"), ("/nope", "localhost"), ("/", "evil")] {
         get(port, path, host);

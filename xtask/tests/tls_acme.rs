@@ -5,7 +5,6 @@
 //! `nginx -t` refuses leaves the previous certificate in place.
 
 use std::io::Write as _;
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 use support::edge::Edge;
-use support::{Run, free_port, program};
+use support::{Run, await_listening, free_port, program};
 
 /// A name that resolves to loopback for pebble's validation with no DNS server of the test's own.
 const NAME: &str = "localhost";
@@ -87,13 +86,10 @@ impl Pebble {
             .spawn()
             .expect("pebble starts");
         let pebble = Self { child, dir: dir.to_owned(), port, management };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() || TcpStream::connect(("127.0.0.1", management)).is_err()
-        {
-            let log = std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "pebble did not start: {log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log =
+            || format!("pebble did not start: {}", std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default());
+        await_listening(port, Duration::from_secs(20), log);
+        await_listening(management, Duration::from_secs(20), log);
         pebble
     }
 

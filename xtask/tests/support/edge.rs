@@ -1,12 +1,11 @@
 //! The production edge for the process tests: real nginx running deploy/nginx/ in front of the real
 //! service in production mode.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{app_binary, free_port, program};
+use super::{app_binary, await_listening, free_port, program};
 
 /// `app serve` in production on `listen`, until `listening` says so.
 pub(crate) fn serve(listen: &str, extra: &[(&str, &str)], listening: impl Fn() -> bool) -> Child {
@@ -130,12 +129,9 @@ impl Edge {
             .spawn()
             .expect("nginx starts");
         let edge = Self { dir, nginx, service, http, https };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", https)).is_err() {
-            let log = std::fs::read_to_string(edge.dir.join("error.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "nginx did not start: {log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        await_listening(https, Duration::from_secs(10), || {
+            format!("nginx did not start: {}", std::fs::read_to_string(edge.dir.join("error.log")).unwrap_or_default())
+        });
         edge
     }
 }

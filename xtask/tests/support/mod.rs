@@ -96,6 +96,16 @@ pub(crate) fn without_outer_build(command: &mut Command) {
     }
 }
 
+/// Waits until something listens on loopback `port`; past `within`, fails with `failure()` (which may
+/// read the server's log).
+pub(crate) fn await_listening(port: u16, within: std::time::Duration, failure: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", failure());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }

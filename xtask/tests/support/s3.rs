@@ -2,9 +2,8 @@
 //! setup`) on a free loopback port, stopped when dropped. The test reads and damages objects with
 //! requests of its own, signed with the same credentials as the xtask's.
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
@@ -34,11 +33,7 @@ impl S3Server {
             .spawn()
             .expect("moto_server runs (cargo xtask setup installs it)");
         let server = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::await_listening(port, Duration::from_secs(30), || "moto_server did not listen within 30 s".to_owned());
         server.put(&format!("/{bucket}"), b"");
         server
     }
