@@ -939,8 +939,7 @@ fn deploy_user() -> Option<(u32, u32)> {
 
 #[test]
 fn a_deploy_user_without_privileges_deploys_through_sudo_for_the_units_only() {
-    let root_uid = std::fs::metadata("/proc/self").map(|own| std::os::unix::fs::MetadataExt::uid(&own));
-    if root_uid.ok() != Some(0) {
+    if !support::is_root() {
         println!("skipped: creating the unprivileged deploy user needs root, and this test runs as another user");
         return;
     }

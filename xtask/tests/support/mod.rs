@@ -20,13 +20,17 @@ pub(crate) fn program(name: &str) -> Command {
     Command::new(path)
 }
 
+/// Whether the tests run as root.
+pub(crate) fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|own| std::os::unix::fs::MetadataExt::uid(&own) == 0)
+}
+
 /// `name` run as root: directly when this process is root, else through `sudo -n` (a CI runner's
 /// passwordless sudo); `None` when neither can.
 pub(crate) fn as_root(name: &str) -> Option<Command> {
     let path = programs::find(name)
         .unwrap_or_else(|| panic!("`{name}` is not installed: `cargo xtask test` installs what the tests need"));
-    let root = std::fs::metadata("/proc/self").is_ok_and(|own| std::os::unix::fs::MetadataExt::uid(&own) == 0);
-    if root {
+    if is_root() {
         return Some(Command::new(path));
     }
     let sudo = Command::new("sudo").args(["-n", "true"]).output().is_ok_and(|out| out.status.success());
